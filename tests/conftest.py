@@ -1,0 +1,51 @@
+"""Shared fixtures: an autouse seed, the real-data folder (skipped with a reason when absent), synthetic data."""
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
+
+
+def real_data_dir() -> Path | None:
+    """$MONOSEMREC_DATA_DIR if it holds any dataset, else ../shared/datasets beside the checkout, else None."""
+    for candidate in (os.environ.get("MONOSEMREC_DATA_DIR"), ROOT.parent / "shared" / "datasets", ROOT / "dataset"):
+        if candidate and any((Path(candidate) / name).is_dir() for name in ("ml-1m", "ml-100k", "lastfm", "hetrec2011-lastfm-2k")):
+            return Path(candidate)
+    return None
+
+
+_REAL = real_data_dir()
+if _REAL is not None:  # notebooks' default data folder during tests: the real data when present
+    os.environ.setdefault("MONOSEMREC_DATA_DIR", str(_REAL))
+os.environ.setdefault("MONOSEMREC_OFFLINE", "1")  # tests never download; the download tests use a loopback server
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same random state."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """Folder with the real datasets; the test is skipped (with the reason) when there is none."""
+    folder = real_data_dir()
+    if folder is None:
+        pytest.skip("real datasets not found: set MONOSEMREC_DATA_DIR or place ../shared/datasets beside the checkout")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """A small synthetic dataset with planted concepts."""
+    from ipynb.fs.defs.data_processing import make_synthetic
+
+    return make_synthetic(n_users=150, n_items=90, per_user=12, seed=3)
