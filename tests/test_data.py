@@ -227,7 +227,7 @@ def test_download_verifies_extracts_and_renames(tmp_path, local_server):
     archive = _zip_of(files, "tiny")
     (www / "tiny.zip").write_bytes(archive)
     root = tmp_path / "data"
-    folder = locate_dataset("tiny", root=root, spec=_spec_for(archive, f"{base}/tiny.zip", files))
+    folder = locate_dataset("tiny", root=root, offline=False, spec=_spec_for(archive, f"{base}/tiny.zip", files))
     assert folder == root / "tiny" and (folder / "a.txt").read_bytes() == b"hello\n"
     assert sorted(p.name for p in root.iterdir()) == ["tiny"], "no temporary files left behind"
     # second call: files in place, no network needed
@@ -241,7 +241,7 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, local_server):
     (www / "tiny.zip").write_bytes(archive + b"tampered")
     root = tmp_path / "data"
     with pytest.raises(DataError, match="checksum"):
-        locate_dataset("tiny", root=root, spec=_spec_for(archive, f"{base}/tiny.zip", files))
+        locate_dataset("tiny", root=root, offline=False, spec=_spec_for(archive, f"{base}/tiny.zip", files))
     assert not (root / "tiny").exists() and not any(root.iterdir())
 
 
@@ -250,7 +250,7 @@ def test_download_unreachable_names_url(tmp_path, local_server):
     files = {"a.txt": b"hello\n"}
     archive = _zip_of(files, "tiny")
     with pytest.raises(DataError, match=r"could not download .*/missing\.zip"):
-        locate_dataset("tiny", root=tmp_path / "data", spec=_spec_for(archive, f"{base}/missing.zip", files))
+        locate_dataset("tiny", root=tmp_path / "data", offline=False, spec=_spec_for(archive, f"{base}/missing.zip", files))
     assert not (tmp_path / "data" / "tiny").exists()
 
 
