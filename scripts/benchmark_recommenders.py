@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Benchmark the recommenders on this machine: training time per model and dataset, and full-ranking
+evaluation time next to its lower bounds. Prints a table and writes res_csv/benchmarks.csv (atomically).
+
+Stages (one row each per dataset and checkpoint name):
+  train             train_recommender with the checkpoint's own config (as the training notebook runs it,
+                    per-epoch validation included); the model is NOT saved
+  eval_full         ranking the held-out test item among all non-history items (training.model_ranks)
+  eval_sampled      the same for the sampled protocol (held-out item + 99 negatives)
+  score_grid_bound  the model's own score_grid over all test users x all items, nothing else (the bound
+                    for models whose score is not a dot product, i.e. NCF)
+  matmul_bound      the bare (n_users x d) @ (d x n_items) matrix multiply (the bound for MF / SASRec)
+Evaluation stages run on the committed checkpoint (or the freshly trained model with --no-checkpoints) and
+report the best of --repeats runs; `note` gives eval_full's ratio to its bound.
+
+Usage:
+  python scripts/benchmark_recommenders.py                       # everything (trains all ten models, ~15 min)
+  python scripts/benchmark_recommenders.py --no-train            # evaluation stages only (a minute)
+  python scripts/benchmark_recommenders.py --datasets ml-1m --models mf ncf --threads 2
+Run it when no other heavy job shares the CPU: timings on a shared 2-core machine are not meaningful.
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "notebooks"))
+os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from ipynb.fs.defs.data_processing import leave_one_out, load_dataset  # noqa: E402
+from ipynb.fs.defs.models import SASRec  # noqa: E402
+from ipynb.fs.defs.training import (  # noqa: E402
+    CHECKPOINT_SPECS,
+    PRETRAINED,
+    SPLIT_SEED,
+    VALID_PROTOCOL,
+    load_recommender,
+    make_eval_set,
+    model_ranks,
+    recommender_config,
+    train_recommender,
+)
+from ipynb.fs.defs.utils import get_device, results_dir, write_csv  # noqa: E402
+
+COLUMNS = ["stage", "dataset", "model", "seconds", "peak_mem_mb", "device", "threads", "note"]
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; else the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMemory:
+    """Context manager sampling the process RSS every 5 ms; .peak_mb = the highest value seen (MB)."""
+
+    def __enter__(self):
+        self.peak_mb = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, rss_mb())
+
+
+def timed(fn, repeats: int = 1):
+    """(best seconds over `repeats` calls, peak RSS MB, last result) of fn()."""
+    best, result = float("inf"), None
+    with PeakMemory() as mem:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    return best, mem.peak_mb, result
+
+
+def score_grid_all(model, ev, device, batch_size: int = 2048):
+    """The model's full score grid of the eval-set users (in batches), nothing else."""
+    with torch.inference_mode():
+        items = model.item_repr()
+        all_items = torch.arange(model.n_items, device=device)
+        for start in range(0, len(ev.users), batch_size):
+            u = torch.as_tensor(ev.users[start:start + batch_size], device=device)
+            seqs = None if ev.seqs is None else torch.as_tensor(ev.seqs[start:start + batch_size], device=device)
+            model.score_grid(model.user_repr(u, seqs), items, u, all_items)
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["ml-1m", "lastfm", "ml-100k"])
+    parser.add_argument("--models", nargs="+", default=None, help="checkpoint names (default: all of each dataset)")
+    parser.add_argument("--no-train", action="store_true", help="skip the training stage")
+    parser.add_argument("--no-checkpoints", action="store_true", help="evaluate freshly trained models")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="evaluation repeats (best is reported)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help="CSV path (default res_csv/benchmarks.csv)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = get_device(args.device, verbose=True)
+    threads = torch.get_num_threads()
+    rows = []
+
+    def add(stage, dataset, name, seconds, peak, note=""):
+        rows.append({"stage": stage, "dataset": dataset, "model": name, "seconds": round(seconds, 4),
+                     "peak_mem_mb": round(peak, 1), "device": str(device), "threads": threads, "note": note})
+        print(f"{stage:17s} {dataset:8s} {name:12s} {seconds:9.3f} s  {peak:8.1f} MB  {note}", flush=True)
+
+    for dataset in args.datasets:
+        ds = load_dataset(dataset)
+        names = [n for n in (args.models or PRETRAINED[dataset]) if n in PRETRAINED[dataset]]
+        for name in names:
+            spec = CHECKPOINT_SPECS[name]
+            split = leave_one_out(ds, spec["split"], seed=SPLIT_SEED)
+            model = None
+            if not args.no_train:
+                config = recommender_config(name, dataset, ds.n_users, ds.n_items)
+                seconds, peak, (model, history) = timed(lambda config=config, split=split, spec=spec: train_recommender(
+                    config, split, device=device, progress=False, valid_protocol=VALID_PROTOCOL[spec["model"]]))
+                add("train", dataset, name, seconds, peak,
+                    f"{history.epochs_trained} epochs (best {history.best_epoch}); {history.stop_reason}")
+            if model is None or not args.no_checkpoints:
+                model, _ = load_recommender(dataset, name, split, device=device)
+            model.eval()
+            max_len = model.config.max_len if isinstance(model, SASRec) else None
+            ev = make_eval_set(split, "test", max_len=max_len)
+            full_s, full_mem, _ = timed(lambda m=model, e=ev: model_ranks(m, e, "full", device), args.repeats)
+            samp_s, samp_mem, _ = timed(lambda m=model, e=ev: model_ranks(m, e, "sampled", device), args.repeats)
+            grid_s, grid_mem, _ = timed(lambda m=model, e=ev: score_grid_all(m, e, device), args.repeats)
+            d = model.repr_dim
+            u_mat = torch.randn(len(ev.users), d, device=device)
+            i_mat = torch.randn(model.n_items, d, device=device)
+            mm_s, mm_mem, _ = timed(lambda a=u_mat, b=i_mat: a @ b.T, args.repeats)
+            bound, bound_name = (grid_s, "score_grid_bound") if spec["model"] == "ncf" else (mm_s, "matmul_bound")
+            add("eval_full", dataset, name, full_s, full_mem,
+                f"{full_s / bound:.2f}x {bound_name}; {full_s / grid_s:.2f}x score_grid_bound; {len(ev.users)} users")
+            add("eval_sampled", dataset, name, samp_s, samp_mem, f"{len(ev.users)} users x 100 candidates")
+            add("score_grid_bound", dataset, name, grid_s, grid_mem, f"{len(ev.users)} x {model.n_items} scores")
+            add("matmul_bound", dataset, name, mm_s, mm_mem, f"({len(ev.users)} x {d}) @ ({d} x {model.n_items})")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    print()
+    print(table.to_string(index=False))
+    if not args.no_write:
+        out = Path(args.out) if args.out else results_dir() / "benchmarks.csv"
+        if out.is_file():  # keep rows of datasets / models / stages not measured in this run
+            old = pd.read_csv(out)
+            key = ["stage", "dataset", "model"]
+            fresh = set(map(tuple, table[key].to_numpy()))
+            old = old[[tuple(r) not in fresh for r in old[key].to_numpy()]]
+            table = pd.concat([old, table], ignore_index=True) if len(old) else table
+        write_csv(table, out, sort_by=["dataset", "model", "stage"])
+        print(f"wrote {out}")
+    return table
+
+
+if __name__ == "__main__":
+    main()
