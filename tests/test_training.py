@@ -135,8 +135,8 @@ def test_nan_loss_raises_and_writes_nothing(syn, tmp_path, monkeypatch):
 def test_nan_from_the_data_side_is_caught(syn, tsplit, monkeypatch):
     import ipynb.fs.defs.training as training
 
-    monkeypatch.setattr(training, "_pair_bce_loss", lambda model, batch, l2: torch.tensor(float("nan"),
-                                                                                         requires_grad=True))
+    monkeypatch.setattr(training, "_pair_bce_loss",
+                        lambda model, batch, l2, listwise=False: (torch.tensor(float("nan"), requires_grad=True), 1))
     with pytest.raises(TrainingDiverged, match="nan"):
         training.train_recommender(tiny_config("mf", syn), tsplit, progress=False)
 
