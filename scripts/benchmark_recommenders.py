@@ -7,9 +7,10 @@ Stages (one row each per dataset and checkpoint name):
                     per-epoch validation included); the model is NOT saved
   eval_full         ranking the held-out test item among all non-history items (training.model_ranks)
   eval_sampled      the same for the sampled protocol (held-out item + 99 negatives)
-  score_grid_bound  the model's own score_grid over all test users x all items, nothing else (the bound
-                    for models whose score is not a dot product, i.e. NCF)
-  matmul_bound      the bare (n_users x d) @ (d x n_items) matrix multiply (the bound for MF / SASRec)
+  score_grid_bound  the model's own user_repr + score_grid over all test users x all items, nothing else
+                    (the bound for NCF, whose score is an MLP, and SASRec, whose user representation is a
+                    Transformer pass over the user's sequence)
+  matmul_bound      the bare (n_users x d) @ (d x n_items) matrix multiply (the bound for MF)
 Evaluation stages run on the committed checkpoint (or the freshly trained model with --no-checkpoints) and
 report the best of --repeats runs; `note` gives eval_full's ratio to its bound.
 
@@ -154,7 +155,7 @@ def main(argv=None) -> pd.DataFrame:
             u_mat = torch.randn(len(ev.users), d, device=device)
             i_mat = torch.randn(model.n_items, d, device=device)
             mm_s, mm_mem, _ = timed(lambda a=u_mat, b=i_mat: a @ b.T, args.repeats)
-            bound, bound_name = (grid_s, "score_grid_bound") if spec["model"] == "ncf" else (mm_s, "matmul_bound")
+            bound, bound_name = (mm_s, "matmul_bound") if spec["model"] == "mf" else (grid_s, "score_grid_bound")
             add("eval_full", dataset, name, full_s, full_mem,
                 f"{full_s / bound:.2f}x {bound_name}; {full_s / grid_s:.2f}x score_grid_bound; {len(ev.users)} users")
             add("eval_sampled", dataset, name, samp_s, samp_mem, f"{len(ev.users)} users x 100 candidates")
