@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-DEFINITION_NOTEBOOKS = ["utils", "data_processing", "models", "training", "concepts"]
+DEFINITION_NOTEBOOKS = ["utils", "data_processing", "models", "training", "concepts", "interventions", "plots"]
 KEPT = (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
 
 
