@@ -1,0 +1,210 @@
+"""plots notebook: every figure function returns the expected axes / traces on tiny frames and names a missing column."""
+import numpy as np
+import pandas as pd
+import pytest
+from ipynb.fs.defs.plots import (
+    PAPER_FIDELITY,
+    Section,
+    best_per_concept,
+    demographic_means,
+    fidelity_table,
+    load_results,
+    model_report,
+    neuron_explorer,
+    pca_2d,
+    plot_demographics,
+    plot_fidelity_summary,
+    plot_intervention_curves,
+    plot_matryoshka_hierarchy,
+    plot_popularity_scatter,
+    plot_purity_heatmap,
+    plot_sparsity_curve,
+    popularity_correlations,
+    prefix_level,
+    top_items_table,
+)
+
+
+@pytest.fixture
+def fidelity():
+    return pd.DataFrame({
+        "model": ["mf", "mf", "mf", "ncf", "ncf_paper", "ncf_paper"],
+        "sae": ["default", "topk_k4", "topk_k8", "default", "paper", "paper_lambda_pred_10"],
+        "rbo_trunc_at_30": [0.8, 0.5, 0.6, 0.7, 0.6, 0.65], "tau_b_union_at_30": [0.7, 0.4, 0.5, 0.6, 0.5, 0.55],
+        "rbo_ext_at_20": [0.85, 0.5, 0.6, 0.7, 0.6, 0.6], "weighted_tau": [0.9, 0.6, 0.7, 0.8, 0.7, 0.7],
+        "l0": [16.0, 4.0, 8.0, 16.0, 5.0, 5.0], "fve_users": [0.9, 0.5, 0.7, 0.8, 0.7, 0.7],
+        "fve_items": [0.9, 0.5, 0.7, 0.8, 0.7, 0.7], "hr_at_10_original": [0.1] * 6,
+        "hr_at_10_spliced": [0.09, 0.05, 0.07, 0.08, 0.07, 0.07],
+    })
+
+
+@pytest.fixture
+def purity():
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"model": "mf", "representation": r, "concept": c, "neuron": n,
+                          "purity_at_10": float(rng.random()), "base_rate": 0.2}
+                         for r in ("sae", "raw", "rotation") for c in ("genre:Drama", "genre:Horror") for n in range(3)])
+
+
+@pytest.fixture
+def interventions():
+    return pd.DataFrame([{"model": "mf", "kind": k, "method": m, "target": "genre:Horror", "strength": s,
+                          "share_before": 0.4, "share_after": 0.4 + (s if k == "promote_concept" else -s) / 3,
+                          "side_effect_rbo": 1 - s / 4, "success_rate": s / 2, "n_users": 10}
+                         for k in ("filter", "promote_concept", "promote_item") for m in ("sae", "direction")
+                         for s in (0.0, 1.0)])
+
+
+def test_fidelity_table_keeps_main_rows_and_labels_paper(fidelity):
+    table = fidelity_table(fidelity)
+    ours = table[table["source"] == "ours"]
+    assert list(ours["sae"]) == ["default", "default", "paper", "paper_lambda_pred_10"]  # no topk sweep rows
+    paper = table[table["source"] != "ours"].set_index("model")
+    assert paper.loc["mf (paper)", "rbo_trunc_at_30"] == PAPER_FIDELITY["mf"]["rbo_trunc_at_30"] == 0.543
+    assert paper.loc["ncf (paper)", "tau_b_union_at_30"] == 0.609
+    assert table["source"].str.contains("paper").sum() == 2
+
+
+def test_fidelity_summary_axes_and_missing_column(fidelity):
+    assert len(plot_fidelity_summary(fidelity).axes) == 3
+    assert len(plot_fidelity_summary(fidelity.drop(columns=["rbo_ext_at_20", "weighted_tau"])).axes) == 2
+    with pytest.raises(ValueError, match="tau_b_union_at_30"):
+        plot_fidelity_summary(fidelity.drop(columns="tau_b_union_at_30"))
+
+
+def test_figures_render_to_png(fidelity):
+    assert plot_fidelity_summary(fidelity)._repr_png_().startswith(b"\x89PNG")
+
+
+def test_sparsity_curve(fidelity):
+    fig = plot_sparsity_curve(fidelity)
+    assert len(fig.axes) == 3
+    assert len(fig.axes[0].lines) == 2  # one model in the sweep: users + items
+    assert list(fig.axes[0].lines[0].get_xdata()) == [4.0, 8.0]
+    with pytest.raises(ValueError, match="no L0 sweep rows"):
+        plot_sparsity_curve(fidelity[~fidelity["sae"].str.startswith("topk")])
+    with pytest.raises(ValueError, match="l0"):
+        plot_sparsity_curve(fidelity.drop(columns="l0"))
+
+
+def test_best_per_concept_and_heatmap(purity):
+    best = best_per_concept(purity)
+    assert len(best) == 6
+    expected = purity.groupby(["representation", "concept"])["purity_at_10"].max()
+    assert np.allclose(best.set_index(["representation", "concept"])["purity"].sort_index(), expected.sort_index())
+    assert np.allclose(best["lift"], best["purity"] / 0.2)
+    fig = plot_purity_heatmap(purity)
+    assert len(fig.axes) == 2  # heatmap + colorbar
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["base rate", "sae", "raw", "rotation"]
+    with pytest.raises(ValueError, match="base_rate"):
+        plot_purity_heatmap(purity.drop(columns="base_rate"))
+    with pytest.raises(ValueError, match="several models"):
+        plot_purity_heatmap(pd.concat([purity, purity.assign(model="ncf")]))
+
+
+def test_neuron_explorer_one_trace_dropdown():
+    codes = np.abs(np.random.default_rng(1).normal(size=(12, 4)))
+    items = pd.DataFrame({"title": [f"m{i}" for i in range(12)], "tags": ["rock"] * 12, "popularity": range(12)})
+    fig = neuron_explorer(pca_2d(codes), codes, items, [1, 3], labels={1: "style:rock"})
+    assert len(fig.data) == 1
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["neuron 1: style:rock", "neuron 3"]
+    assert np.allclose(buttons[1].args[0]["marker.color"][0], np.round(codes[:, 3], 3))
+    assert "<b>m0</b>" in fig.data[0].text[0] and "tags: rock" in fig.data[0].text[0]
+    with pytest.raises(ValueError, match="title"):
+        neuron_explorer(pca_2d(codes), codes, items.drop(columns="title"), [0])
+    with pytest.raises(ValueError, match="indices"):
+        neuron_explorer(pca_2d(codes), codes, items, [7])
+
+
+def test_pca_2d_matches_numpy():
+    x = np.random.default_rng(2).normal(size=(20, 5))
+    xy = pca_2d(x)
+    centred = x - x.mean(0)
+    _, s, _ = np.linalg.svd(centred, full_matrices=False)
+    assert np.allclose(np.sort(np.linalg.norm(xy, axis=0))[::-1], s[:2])
+
+
+def test_top_items_table():
+    codes = np.array([[0.1, 2.0], [0.9, 0.0], [0.5, 1.0]])
+    items = pd.DataFrame({"title": ["a", "b", "c"], "genres": ["x", "y", "z"]})
+    table = top_items_table(codes, items, [0, 1], n=2)
+    assert table["title"].tolist() == ["b", "c", "a", "c"]
+    assert table["rank"].tolist() == [1, 2, 1, 2]
+    with pytest.raises(ValueError, match="title"):
+        top_items_table(codes, items.drop(columns="title"), [0])
+
+
+def test_popularity():
+    pop = np.log1p(np.arange(10.0))
+    codes = np.stack([pop, -pop, np.zeros(10)], axis=1)
+    rho = popularity_correlations(codes, pop)
+    assert np.isclose(rho[0], 1) and np.isclose(rho[1], -1) and np.isnan(rho[2])
+    fig = plot_popularity_scatter(codes[:, 0], pop, 0)
+    assert len(fig.axes) == 1 and "Spearman ρ = 1.000" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="align"):
+        plot_popularity_scatter(codes[:5, 0], pop, 0)
+
+
+def test_matryoshka_hierarchy():
+    assert prefix_level([0, 1, 2, 7], [2, 8]).tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="increasing"):
+        prefix_level([0], [8, 4])
+    best = pd.DataFrame({"concept": ["genre:Drama", "genre:Horror"], "neuron": [0, 5]})
+    pfve = pd.DataFrame({"prefix": [2, 8], "fve_users": [0.4, 0.9], "fve_items": [0.3, 0.8]})
+    assert len(plot_matryoshka_hierarchy(best, [2, 8], pfve).axes) == 2
+    assert len(plot_matryoshka_hierarchy(best, [2, 8]).axes) == 1
+    with pytest.raises(ValueError, match="neuron"):
+        plot_matryoshka_hierarchy(best.drop(columns="neuron"), [2, 8])
+    with pytest.raises(ValueError, match="fve_items"):
+        plot_matryoshka_hierarchy(best, [2, 8], pfve.drop(columns="fve_items"))
+
+
+def test_intervention_curves(interventions):
+    fig = plot_intervention_curves(interventions)
+    assert len(fig.axes) == 4  # filter, promote_concept, promote_item, side effects
+    sae_line = [ln for ln in fig.axes[1].lines if ln.get_label() == "sae"][0]
+    assert np.allclose(sae_line.get_ydata(), [0.4, 0.4 + 1 / 3])
+    assert len(plot_intervention_curves(interventions[interventions["kind"] == "filter"]).axes) == 2
+    with pytest.raises(ValueError, match="side_effect_rbo"):
+        plot_intervention_curves(interventions.drop(columns="side_effect_rbo"))
+    with pytest.raises(ValueError, match="share_after"):
+        plot_intervention_curves(interventions.drop(columns="share_after"))
+
+
+def test_demographics():
+    user_concepts = pd.DataFrame({"gender:F": [1, 0, 1, 0], "gender:M": [0, 1, 0, 1],
+                                  "age:18-24": [1, 1, 0, 0], "age:25-34": [0, 0, 1, 1]})
+    codes = np.array([[2.0, 1.0], [0.0, 1.0], [2.0, 1.0], [0.0, 1.0]])
+    table = demographic_means(codes, user_concepts, [0, 1]).set_index(["group", "neuron"])
+    assert table.loc[("F", 0), "ratio"] == 2.0 and table.loc[("M", 0), "ratio"] == 0.0
+    assert table.loc[("18-24", 1), "ratio"] == 1.0 and table.loc[("F", 0), "n_users"] == 2
+    fig = plot_demographics(codes, user_concepts, n_top=1)
+    assert len(fig.axes) == 2  # gender, age (no occupation columns)
+    assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["#0"]  # the neuron that differs
+    with pytest.raises(ValueError, match="families"):
+        plot_demographics(codes, user_concepts.rename(columns=lambda c: "x" + c))
+
+
+def test_load_results_names_the_producer(tmp_path, fidelity):
+    fidelity.to_csv(tmp_path / "sae_fidelity.csv", index=False)
+    res = load_results(tmp_path, ["sae_fidelity", "concept_purity", "interventions"])
+    assert isinstance(res["sae_fidelity"], pd.DataFrame) and len(res["sae_fidelity"]) == 6
+    assert "concept_purity.csv is missing" in res["concept_purity"] and "`concepts`" in res["concept_purity"]
+    assert "`interventions`" in res["interventions"]
+
+
+def test_model_report_sections(fidelity, purity, interventions):
+    rng = np.random.default_rng(3)
+    items = pd.DataFrame({"title": [f"m{i}" for i in range(8)], "log_popularity": np.log1p(np.arange(8.0))})
+    codes = np.abs(rng.normal(size=(8, 3)))
+    sections = model_report({"sae_fidelity": fidelity, "concept_purity": purity, "interventions": interventions},
+                            "mf", items, codes, prefixes=[1, 3])
+    assert all(isinstance(s, Section) for s in sections)
+    assert [s.title for s in sections] == [
+        "Fidelity summary", "Fidelity table", "Sparsity curve (L0 sweep)", "Purity heatmap (SAE vs controls)",
+        "Neuron explorer (interactive)", "Top items per neuron", "Popularity neuron", "Matryoshka hierarchy",
+        "Intervention curves"]
+    assert not any(isinstance(s.content, str) for s in sections)
+    missing = model_report({"sae_fidelity": "x.csv is missing"}, "ncf")
+    assert missing[0].content == "x.csv is missing" and "concept_purity.csv is missing" in missing[1].content
