@@ -1,0 +1,129 @@
+"""train_sae / evaluate_sae / the planted-concept check (issue 4), on small synthetic instances."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
+from ipynb.fs.defs.models import MFConfig, SAEConfig, TrainConfig, sae_preset
+from ipynb.fs.defs.training import (
+    evaluate_sae,
+    heldout_mask,
+    planted_recovery,
+    representation_tables,
+    sae_runs,
+    train_recommender,
+    train_sae,
+)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A synthetic dataset with strongly planted concepts, its split, an MF trained on it and its tables."""
+    ds = make_synthetic(n_users=400, n_items=300, n_concepts=6, per_user=20, beta=5.0, seed=0)
+    split = leave_one_out(ds, "random", seed=0)
+    config = MFConfig(n_users=ds.n_users, n_items=ds.n_items, dim=16,
+                      train=TrainConfig(loss="softmax_ce", n_negatives=0, lr=1e-2, l2=1e-2, epochs=30, patience=30,
+                                        batch_size=64))
+    model, _ = train_recommender(config, split, progress=False)
+    return ds, split, representation_tables(model, split, ds)
+
+
+def _config(tables, **kw):
+    base = dict(n_neurons=16, activation="topk", k=2, lambda_pred=0.0, epochs=30, batch_size=64, lr=3e-3)
+    return SAEConfig(input_dim=tables.users.shape[1], **{**base, **kw})
+
+
+def test_heldout_partition_is_disjoint_and_deterministic(planted):
+    _, _, tables = planted
+    rows = set(tables.train_rows.tolist())
+    assert rows.isdisjoint(tables.heldout_rows.tolist())
+    assert len(rows) + len(tables.heldout_rows) == tables.users.shape[0]
+    assert set(tables.train_items.tolist()).isdisjoint(tables.heldout_items.tolist())
+    ids = np.arange(10_000)
+    share = heldout_mask(ids, 0.1, seed=0).mean()
+    assert 0.08 < share < 0.12 and np.array_equal(heldout_mask(ids, 0.1, 0), heldout_mask(ids[::-1], 0.1, 0)[::-1])
+
+
+def test_loss_decreases(planted):
+    _, _, tables = planted
+    _, history = train_sae(_config(tables, lambda_pred=0.3, pred_loss="listwise"), tables, progress=False)
+    assert history[-1]["total"] < 0.7 * history[0]["total"]
+    assert history[-1]["pred"] < history[0]["pred"]
+
+
+def test_same_seed_same_result(planted):
+    _, _, tables = planted
+    cfg = _config(tables, epochs=5, lambda_pred=0.3)
+    a, ha = train_sae(cfg, tables, progress=False)
+    b, hb = train_sae(cfg, tables, progress=False)
+    assert ha == hb
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), name
+    c, _ = train_sae(dataclasses.replace(cfg, seed=1), tables, progress=False)
+    assert not torch.equal(a.decoder(), c.decoder())
+
+
+def test_nan_stops_training_with_a_clear_error(planted):
+    _, _, tables = planted
+    bad = dataclasses.replace(tables, users=tables.users.clone())
+    bad.users[bad.train_rows[0]] = float("nan")
+    with pytest.raises(FloatingPointError, match="Nothing was saved"):
+        train_sae(_config(tables, epochs=2), bad, progress=False)
+
+
+def test_matryoshka_and_relu_presets_train(planted):
+    _, _, tables = planted
+    d = tables.users.shape[1]
+    for cfg in (_config(tables, epochs=3, n_neurons=32, prefixes=(4, 8, 32), k=4),
+                sae_preset("paper", d, "mf", epochs=3), sae_preset("paper", d, "ncf", epochs=3)):
+        sae, history = train_sae(cfg, tables, progress=False)
+        assert np.isfinite(history[-1]["total"])
+        assert torch.allclose(sae.decoder().norm(dim=1), torch.ones(cfg.n_neurons), atol=1e-5)
+
+
+def test_evaluate_sae_fields_and_ranges(planted):
+    _, split, tables = planted
+    sae, _ = train_sae(_config(tables, epochs=20, n_neurons=32, k=8, prefixes=(8, 32)), tables, progress=False)
+    m = evaluate_sae(sae, tables, split)
+    for key in ("rbo_ext_at_20", "rbo_ext_at_20_user", "rbo_trunc_at_30", "dead_frac", "dense_frac"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["rbo_trunc_at_30"] < 0.96  # the paper's truncated RBO cannot reach 1 even for identical lists
+    assert 0 < m["l0"] <= 8 + 1e-9 and m["fve_users"] <= 1 and m["fve_items"] <= 1
+    assert -1 <= m["weighted_tau"] <= 1 and m["hr_at_10_original"] > 0
+    assert {"fve_users_prefix_8", "fve_items_prefix_32"} <= set(m)
+    assert m["fve_users_prefix_8"] <= m["fve_users_prefix_32"] + 0.05
+
+
+def test_an_identity_like_sae_is_faithful(planted):
+    """With as many active neurons as dimensions (k = 2d, tied ±e_j atoms) the reconstruction is exact."""
+    _, split, tables = planted
+    d = tables.users.shape[1]
+    sae, _ = train_sae(_config(tables, epochs=1, n_neurons=2 * d, k=2 * d), tables, progress=False)
+    with torch.no_grad():
+        atoms = torch.cat([torch.eye(d), -torch.eye(d)])  # (2d, d): z = relu([x; -x]) decodes back to x
+        sae.W_enc.copy_(atoms.t())
+        sae.W_dec.copy_(atoms)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    m = evaluate_sae(sae, tables, split)
+    assert m["fve_users"] > 1 - 1e-5 and m["fve_items"] > 1 - 1e-5
+    assert m["rbo_ext_at_20"] > 1 - 1e-6 and m["hr_at_10_spliced"] == m["hr_at_10_original"]
+
+
+def test_planted_concepts_are_recovered(planted):
+    ds, _, tables = planted
+    sae, _ = train_sae(_config(tables, epochs=200), tables, progress=False)
+    result = planted_recovery(sae, tables, ds.item_concepts)
+    assert result["recovered_share"] >= 0.9, result["best_cosine"]
+
+
+def test_sae_runs_first_row_and_sweeps():
+    runs = sae_runs("ml-1m", "mf", 128)
+    names = [name for name, _ in runs]
+    assert names[0] == "default" and "matryoshka" in names
+    assert {f"topk_k{k}" for k in (4, 8, 16, 32, 64)} <= set(names)
+    paper = sae_runs("ml-1m", "ncf_paper", 20)
+    assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
+    assert [cfg.lambda_pred for _, cfg in paper[1:]] == [0.0, 1.0, 2.0, 5.0, 10.0]
+    assert [name for name, _ in sae_runs("lastfm", "mf", 64)] == ["default"]
