@@ -13,6 +13,7 @@ from ipynb.fs.defs.concepts import (
     analyze_dataset,
     benjamini_hochberg,
     best_neuron_per_concept,
+    cached_analysis,
     concept_statistics,
     monosemanticity_score,
     neuron_label,
@@ -250,5 +251,12 @@ def test_the_run_writes_the_three_tables(tmp_path):
     first = (folder / "concept_purity.csv").read_bytes()
     analyze_dataset("synthetic", ["mf"], ds=ds, device="cpu", progress=False, **roots)
     assert (folder / "concept_purity.csv").read_bytes() == first  # deterministic
+    cached = cached_analysis("synthetic", results_root=roots["results_root"])
+    pd.testing.assert_frame_equal(cached["summary"], summary)
+    assert cached_analysis("synthetic", ["ncf"], results_root=roots["results_root"]) is None
+    # rows of models not analysed in a call are kept
+    summary.assign(model="other").to_csv(folder / "concept_summary.csv", mode="a", header=False, index=False)
+    analyze_dataset("synthetic", ["mf"], ds=ds, device="cpu", progress=False, **roots)
+    assert pd.read_csv(folder / "concept_summary.csv")["model"].tolist() == ["mf"] * 5 + ["other"] * 5
     with pytest.raises(FileNotFoundError, match="no SAE checkpoint"):
         analyze_dataset("synthetic", None, ds=ds, models_root=tmp_path / "empty", results_root=tmp_path / "r")
