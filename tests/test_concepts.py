@@ -199,7 +199,9 @@ def test_monosemanticity_score_by_hand():
 def test_prefix_level_and_labels():
     assert prefix_level([0, 15, 16, 31, 127], (16, 32, 128)).tolist() == [16, 16, 32, 32, 128]
     assert math.isnan(prefix_level([-1], (16,))[0])
-    assert neuron_label(-0.9, "genre:Horror", 1e-9, 10.0, 1.0) == ("popularity (-)", 0.9, "high")
+    assert neuron_label(-0.9, "genre:Horror", 1e-9, 10.0, 1.0) == ("genre:Horror + popularity (-)", 0.9, "high")
+    assert neuron_label(-0.9, "genre:Horror", 0.5, 10.0, 1.0) == ("popularity (-)", 0.9, "high")
+    assert neuron_label(0.81, "genre:Horror", 1e-9, 10.0, 0.6) == ("genre:Horror + popularity (+)", 0.6, "low")
     assert neuron_label(0.2, "genre:Horror", 1e-9, 10.0, 0.8) == ("genre:Horror", 0.8, "medium")
     assert neuron_label(0.2, "genre:Horror", 0.02, 10.0, 1.0)[0] == "unlabelled"
     assert neuron_label(np.nan, "genre:Horror", np.nan, np.nan, np.nan) == ("unlabelled", 0.0, "none")
