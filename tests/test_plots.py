@@ -9,18 +9,21 @@ from ipynb.fs.defs.plots import (
     demographic_means,
     fidelity_table,
     load_results,
+    matryoshka_level,
     model_report,
     neuron_explorer,
+    neuron_labels,
     pca_2d,
     plot_demographics,
     plot_fidelity_summary,
     plot_intervention_curves,
     plot_matryoshka_hierarchy,
     plot_popularity_scatter,
+    plot_prefix_fve,
     plot_purity_heatmap,
     plot_sparsity_curve,
     popularity_correlations,
-    prefix_level,
+    sae_variants_section,
     top_items_table,
 )
 
@@ -147,9 +150,9 @@ def test_popularity():
 
 
 def test_matryoshka_hierarchy():
-    assert prefix_level([0, 1, 2, 7], [2, 8]).tolist() == [0, 0, 1, 1]
+    assert matryoshka_level([0, 1, 2, 7], [2, 8]).tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="increasing"):
-        prefix_level([0], [8, 4])
+        matryoshka_level([0], [8, 4])
     best = pd.DataFrame({"concept": ["genre:Drama", "genre:Horror"], "neuron": [0, 5]})
     pfve = pd.DataFrame({"prefix": [2, 8], "fve_users": [0.4, 0.9], "fve_items": [0.3, 0.8]})
     assert len(plot_matryoshka_hierarchy(best, [2, 8], pfve).axes) == 2
@@ -158,6 +161,12 @@ def test_matryoshka_hierarchy():
         plot_matryoshka_hierarchy(best.drop(columns="neuron"), [2, 8])
     with pytest.raises(ValueError, match="fve_items"):
         plot_matryoshka_hierarchy(best, [2, 8], pfve.drop(columns="fve_items"))
+    both = pd.concat([pfve.assign(sae="matryoshka"), pfve.head(1).assign(sae="default")])
+    assert len(plot_prefix_fve(both).axes) == 1 and len(plot_prefix_fve(both).axes[0].lines) == 2
+    with pytest.raises(ValueError, match="more than one"):
+        plot_prefix_fve(both[both["sae"] == "default"])
+    with pytest.raises(ValueError, match="sae"):
+        plot_prefix_fve(pfve)
 
 
 def test_intervention_curves(interventions):
@@ -208,3 +217,21 @@ def test_model_report_sections(fidelity, purity, interventions):
     assert not any(isinstance(s.content, str) for s in sections)
     missing = model_report({"sae_fidelity": "x.csv is missing"}, "ncf")
     assert missing[0].content == "x.csv is missing" and "concept_purity.csv is missing" in missing[1].content
+
+
+def test_labels_and_variants_section(tmp_path):
+    dictionary = pd.DataFrame({"neuron": [0, 1, 2], "label": ["popularity (+)", "unlabelled", "genre:Horror"]})
+    best = pd.DataFrame({"concept": ["genre:Drama", "genre:War"], "neuron": [1, 2]})
+    assert neuron_labels(dictionary, best) == {0: "popularity (+)", 2: "genre:Horror", 1: "genre:Drama"}
+    assert neuron_labels(None, None) == {}
+    assert sae_variants_section(load_results(tmp_path, ["sae_variants"])).content.startswith("not computed yet")
+    table = pd.DataFrame({"variant": ["topk"], "fve_users": [0.9]})
+    assert sae_variants_section({"sae_variants": table}).content is table
+
+
+def test_model_report_single_level_sae_shows_prefix_fve(fidelity):
+    pfve = pd.DataFrame({"model": "mf", "sae": ["default", "matryoshka", "matryoshka"], "prefix": [8, 2, 8],
+                         "fve_users": [0.9, 0.5, 0.9], "fve_items": [0.9, 0.4, 0.8]})
+    sections = model_report({"sae_fidelity": fidelity, "sae_prefix_fve": pfve}, "mf", prefixes=(8,))
+    section = [s for s in sections if s.title.startswith("Matryoshka")][0]
+    assert section.title == "Matryoshka prefixes (FVE per prefix)" and "single level" in section.note
