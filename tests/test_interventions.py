@@ -1,0 +1,192 @@
+"""Interventions (SPEC §6): the core edit keeps the SAE error term, an empty edit changes nothing, filtering
+lowers a planted concept's share, strengths are the stated percentiles, bad input fails clearly."""
+import numpy as np
+import pytest
+import torch
+from ipynb.fs.defs.interventions import (
+    activation_percentile,
+    aligned_neurons,
+    concept_direction,
+    edit_delta,
+    edited_representation,
+    effect_per_side_effect,
+    filter_concept,
+    match_side_effect,
+    promotable_items,
+    promote_concept,
+    promote_item,
+    ranked_lists,
+    set_neurons,
+    sort_interventions,
+    steering_context,
+)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """A small MF on planted-concept synthetic data, its SAE, and a steering context over every user."""
+    from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
+    from ipynb.fs.defs.models import MFConfig, TrainConfig, sae_preset
+    from ipynb.fs.defs.training import representation_tables, train_recommender, train_sae
+
+    torch.manual_seed(0)
+    syn = make_synthetic(n_users=300, n_items=120, per_user=15, beta=5.0, seed=2)
+    split = leave_one_out(syn, "random", seed=0)
+    tc = TrainConfig(loss="softmax_ce", n_negatives=0, lr=1e-2, epochs=20, batch_size=64, l2=1e-3, patience=20)
+    mf, _ = train_recommender(MFConfig(n_users=syn.n_users, n_items=syn.n_items, dim=16, train=tc), split,
+                              progress=False, seed=0)
+    tables = representation_tables(mf, split, syn)
+    sae, _ = train_sae(sae_preset("default", 16, "mf", n_neurons=32, k=4, epochs=20), tables, progress=False)
+    return steering_context(mf, sae, tables, split, syn.item_concepts, n_users=None, pool="all")
+
+
+def _best_concept(ctx) -> str:
+    aligned = {c: aligned_neurons(ctx.stats, c) for c in ctx.concepts.columns}
+    assert any(aligned.values()), "the SAE found no planted concept"
+    return max(aligned, key=lambda c: (len(aligned[c]), c))
+
+
+def test_no_edit_gives_the_identical_ranking(ctx):
+    x = ctx.users_repr
+    z = ctx.sae.encode(x, "user")
+    assert torch.equal(edited_representation(ctx.sae, x, "user", z.clone()), x)
+    assert torch.equal(edited_representation(ctx.sae, x, "user", set_neurons(z, [0, 1], 0.0, "raise")), x)
+    before = ranked_lists(ctx.model, x, ctx.items, ctx.users, ctx.history, 20)
+    after = ranked_lists(ctx.model, edited_representation(ctx.sae, x, "user", z.clone()), ctx.items, ctx.users,
+                         ctx.history, 20)
+    assert np.array_equal(before, after)
+    row = filter_concept(ctx, _best_concept(ctx), method="direction", strength=0.0)
+    assert row["share_after"] == row["share_before"] and row["side_effect_rbo"] == pytest.approx(1.0)
+
+
+def test_ranked_lists_exclude_history(ctx):
+    lists = ranked_lists(ctx.model, ctx.users_repr, ctx.items, ctx.users, ctx.history, 20)
+    assert lists.shape == (len(ctx.users), 20)
+    seen = np.asarray(ctx.history[ctx.users[np.repeat(np.arange(len(ctx.users)), 20)], lists.ravel()]).ravel()
+    assert not seen.any()
+    assert all(len(set(row)) == 20 for row in lists)
+
+
+def test_error_term_is_kept(ctx):
+    x = ctx.users_repr[:50]
+    z = ctx.sae.encode(x, "user")
+    z2 = set_neurons(z, [0, 5, 7], [0.0, 2.0, 1.0])
+    x2 = edited_representation(ctx.sae, x, "user", z2)
+    expected = ctx.sae.decode(z2, "user") - ctx.sae.decode(z, "user")
+    assert torch.allclose(x2 - x, expected, atol=1e-5)
+    assert torch.allclose(x2, ctx.sae.edit(x, "user", z2), atol=1e-5)
+    # the error term x − D(z) is the same before and after the edit
+    assert torch.allclose(x2 - ctx.sae.decode(z2, "user"), x - ctx.sae.decode(z, "user"), atol=1e-5)
+    assert torch.allclose(edit_delta(ctx.sae, z, z2, "user"), expected, atol=1e-5)
+
+
+def test_filter_lowers_a_planted_concept_without_negative_values(ctx):
+    c = _best_concept(ctx)
+    aligned = aligned_neurons(ctx.stats, c)
+    row = filter_concept(ctx, c, neurons=len(aligned))
+    assert row["neurons"] == aligned and row["strength"] == len(aligned)
+    assert row["n_users"] > 0 and row["share_before"] > 0
+    assert row["share_after"] < row["share_before"]
+    assert 0.0 <= row["side_effect_rbo"] <= 1.0
+    z = ctx.sae.encode(ctx.users_repr, "user")
+    edited = set_neurons(z, aligned, 0.0)
+    assert (edited >= 0).all() and (edited[:, aligned] == 0).all()
+    # more neurons zeroed -> no higher share
+    one = filter_concept(ctx, c, neurons=1)
+    assert row["share_after"] <= one["share_after"] + 1e-12
+
+
+def test_promotion_uses_the_stated_percentiles(ctx):
+    c = _best_concept(ctx)
+    j = aligned_neurons(ctx.stats, c)[0]
+    codes = ctx.all_codes()
+    positive = codes[:, j][codes[:, j] > 0]
+    for q in (50.0, 90.0, 99.0, 100.0):
+        row = promote_concept(ctx, c, percentile=q)
+        assert row["neurons"] == [j] and row["strength"] == q
+        assert row["values"][0] == pytest.approx(float(np.percentile(positive, q)))
+    assert activation_percentile(codes, j, 100) == pytest.approx(float(positive.max()))
+    low, high = promote_concept(ctx, c, percentile=50.0), promote_concept(ctx, c, percentile=100.0)
+    assert high["share_after"] >= low["share_after"] >= low["share_before"] - 1e-12
+
+
+def test_percentile_hand_values():
+    codes = np.array([[0.0, 1.0], [2.0, 0.0], [4.0, 3.0], [6.0, 0.0], [8.0, 0.0]])
+    assert activation_percentile(codes, 0, 50) == 5.0  # of the positive values 2, 4, 6, 8
+    assert activation_percentile(codes, 0, 0) == 2.0 and activation_percentile(codes, 1, 100) == 3.0
+
+
+@pytest.mark.parametrize("q", [-1, 100.5, 150, float("nan")])
+def test_percentile_outside_0_100_is_refused(ctx, q):
+    with pytest.raises(ValueError, match="percentile"):
+        promote_concept(ctx, _best_concept(ctx), percentile=q)
+    with pytest.raises(ValueError, match="percentile"):
+        activation_percentile(ctx.all_codes(), 0, q)
+
+
+def test_unknown_concept_is_refused(ctx):
+    with pytest.raises(ValueError, match="unknown concept"):
+        aligned_neurons(ctx.stats, "genre:Nope")
+    with pytest.raises(ValueError, match="unknown concept"):
+        filter_concept(ctx, "genre:Nope")
+    with pytest.raises(ValueError, match="unknown concept"):
+        promote_concept(ctx, "genre:Nope", method="direction", strength=1.0)
+
+
+def test_neuron_out_of_range_is_refused(ctx):
+    n = ctx.sae.config.n_neurons
+    c = _best_concept(ctx)
+    for bad in ([n], [-1], [0, n + 5]):
+        with pytest.raises(ValueError, match="out of range"):
+            filter_concept(ctx, c, neurons=bad)
+        with pytest.raises(ValueError, match="out of range"):
+            set_neurons(ctx.sae.encode(ctx.users_repr[:3], "user"), bad, 1.0)
+    with pytest.raises(ValueError, match="out of range"):
+        activation_percentile(ctx.all_codes(), n, 50)
+    with pytest.raises(ValueError, match="out of range"):
+        promote_item(ctx, ctx.items.shape[0])
+
+
+def test_negative_edit_values_are_refused(ctx):
+    z = ctx.sae.encode(ctx.users_repr[:3], "user")
+    with pytest.raises(ValueError, match=">= 0"):
+        set_neurons(z, [0], -0.5)
+    with pytest.raises(ValueError, match="strength"):
+        filter_concept(ctx, _best_concept(ctx), method="direction", strength=-1.0)
+
+
+def test_direction_baseline_matched_side_effect(ctx):
+    c = _best_concept(ctx)
+    sae_row = filter_concept(ctx, c, neurons=len(aligned_neurons(ctx.stats, c)))
+    base = match_side_effect(lambda a: filter_concept(ctx, c, method="direction", strength=a),
+                             sae_row["side_effect_rbo"])
+    assert base["method"] == "direction" and base["n_users"] == sae_row["n_users"]
+    assert abs(base["side_effect_rbo"] - sae_row["side_effect_rbo"]) < 0.02
+    assert base["share_after"] < base["share_before"]
+    v = concept_direction(ctx.items, ctx.mask(c))
+    m = torch.as_tensor(ctx.mask(c))
+    assert torch.allclose(v, ctx.items[m].mean(0) - ctx.items[~m].mean(0))
+    assert np.isfinite(effect_per_side_effect(sae_row))
+
+
+def test_item_promotion(ctx):
+    item = promotable_items(np.asarray(ctx.history.sum(axis=0)).ravel(), 1, seed=0)[0]
+    low = promote_item(ctx, item, percentile=50.0)
+    high = promote_item(ctx, item, percentile=100.0, neurons=3)
+    for row in (low, high):
+        assert row["kind"] == "promote_item" and row["target"] == f"item:{item}" and row["n_users"] > 0
+        assert 0.0 <= row["success_rate"] <= 1.0 and 0.0 <= row["side_effect_rbo"] <= 1.0
+    assert len(high["neurons"]) == 3
+    base = promote_item(ctx, item, method="direction", strength=0.0)
+    assert base["success_rate"] == 0.0 and base["side_effect_rbo"] == pytest.approx(1.0)
+
+
+def test_rows_sort_deterministically():
+    import pandas as pd
+
+    rows = pd.DataFrame({"model": ["mf"] * 4, "kind": ["promote_concept", "promote_concept", "filter", "filter"],
+                         "method": ["sae", "direction", "sae", "direction"], "target": ["a"] * 4,
+                         "strength": [50.0, 0.3, 1.0, 0.2]})
+    out = sort_interventions(rows.iloc[::-1].reset_index(drop=True))
+    assert out["kind"].tolist() == ["filter", "filter", "promote_concept", "promote_concept"]
+    assert out["method"].tolist() == ["sae", "direction", "sae", "direction"]
