@@ -24,6 +24,7 @@ from ipynb.fs.defs.plots import (
     plot_sparsity_curve,
     popularity_correlations,
     sae_variants_section,
+    top_items_summary,
     top_items_table,
 )
 
@@ -136,6 +137,10 @@ def test_top_items_table():
     assert table["rank"].tolist() == [1, 2, 1, 2]
     with pytest.raises(ValueError, match="title"):
         top_items_table(codes, items.drop(columns="title"), [0])
+    summary = top_items_summary(table, {1: "genre:x"})
+    assert summary["top_items"].tolist() == ["b | c", "a | c"] and summary["label"].tolist() == ["", "genre:x"]
+    with pytest.raises(ValueError, match="activation"):
+        top_items_summary(table.drop(columns="activation"))
 
 
 def test_popularity():
@@ -188,6 +193,7 @@ def test_demographics():
     table = demographic_means(codes, user_concepts, [0, 1]).set_index(["group", "neuron"])
     assert table.loc[("F", 0), "ratio"] == 2.0 and table.loc[("M", 0), "ratio"] == 0.0
     assert table.loc[("18-24", 1), "ratio"] == 1.0 and table.loc[("F", 0), "n_users"] == 2
+    assert demographic_means(codes, user_concepts, [0], min_users=3).empty  # every group has 2 users
     fig = plot_demographics(codes, user_concepts, n_top=1)
     assert len(fig.axes) == 2  # gender, age (no occupation columns)
     assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["#0"]  # the neuron that differs
