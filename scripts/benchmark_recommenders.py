@@ -11,6 +11,9 @@ Stages (one row each per dataset and checkpoint name):
                     (the bound for NCF, whose score is an MLP, and SASRec, whose user representation is a
                     Transformer pass over the user's sequence)
   matmul_bound      the bare (n_users x d) @ (d x n_items) matrix multiply (the bound for MF)
+  train_sae         (with --sae) training the checkpointed SAE of the recommender (its first row in
+                    training.sae_runs: the default SAE, or the paper preset for *_paper models), with the
+                    committed recommender frozen; representation tables not included
 Evaluation stages run on the committed checkpoint (or the freshly trained model with --no-checkpoints) and
 report the best of --repeats runs; `note` gives eval_full's ratio to its bound.
 
@@ -18,6 +21,7 @@ Usage:
   python scripts/benchmark_recommenders.py                       # everything (trains all ten models, ~15 min)
   python scripts/benchmark_recommenders.py --no-train            # evaluation stages only (a minute)
   python scripts/benchmark_recommenders.py --datasets ml-1m --models mf ncf --threads 2
+  python scripts/benchmark_recommenders.py --datasets ml-1m --models mf ncf --no-train --no-eval --sae
 Run it when no other heavy job shares the CPU: timings on a shared 2-core machine are not meaningful.
 """
 
@@ -45,7 +49,10 @@ from ipynb.fs.defs.training import (  # noqa: E402
     make_eval_set,
     model_ranks,
     recommender_config,
+    representation_tables,
+    sae_runs,
     train_recommender,
+    train_sae,
 )
 from ipynb.fs.defs.utils import get_device, results_dir, write_csv  # noqa: E402
 
@@ -113,6 +120,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--models", nargs="+", default=None, help="checkpoint names (default: all of each dataset)")
     parser.add_argument("--no-train", action="store_true", help="skip the training stage")
     parser.add_argument("--no-checkpoints", action="store_true", help="evaluate freshly trained models")
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation stages")
+    parser.add_argument("--sae", action="store_true", help="add the train_sae stage")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3, help="evaluation repeats (best is reported)")
     parser.add_argument("--device", default=None)
@@ -146,6 +155,14 @@ def main(argv=None) -> pd.DataFrame:
             if model is None or not args.no_checkpoints:
                 model, _ = load_recommender(dataset, name, split, device=device)
             model.eval()
+            if args.sae:
+                tables = representation_tables(model, split, ds, device=device)
+                _, cfg = sae_runs(dataset, name, tables.users.shape[1])[0]
+                seconds, peak, _ = timed(lambda c=cfg, t=tables: train_sae(c, t, progress=False))
+                add("train_sae", dataset, name, seconds, peak,
+                    f"{cfg.activation} n={cfg.n_neurons} k={cfg.k} {cfg.epochs} epochs pred_every={cfg.pred_every}")
+            if args.no_eval:
+                continue
             max_len = model.config.max_len if isinstance(model, SASRec) else None
             ev = make_eval_set(split, "test", max_len=max_len)
             full_s, full_mem, _ = timed(lambda m=model, e=ev: model_ranks(m, e, "full", device), args.repeats)
