@@ -13,6 +13,7 @@ from ipynb.fs.defs.plots import (
     model_report,
     neuron_explorer,
     neuron_labels,
+    paired_strength,
     pca_2d,
     plot_demographics,
     plot_fidelity_summary,
@@ -174,6 +175,16 @@ def test_matryoshka_hierarchy():
         plot_prefix_fve(pfve)
 
 
+def test_paired_strength_puts_baseline_rows_at_their_sae_row():
+    rows = pd.DataFrame({"model": "mf", "kind": ["filter"] * 4 + ["promote_concept"] * 2, "target": "genre:War",
+                         "method": ["sae", "direction", "sae", "direction", "sae", "direction"],
+                         "strength": [1.0, 0.37, 2.0, 0.81, 99.0, 3.5]})
+    assert paired_strength(rows).tolist() == [1.0, 1.0, 2.0, 2.0, 99.0, 99.0]
+    fig = plot_intervention_curves(rows.assign(share_before=0.5, share_after=0.2, side_effect_rbo=0.9))
+    direction = [ln for ln in fig.axes[0].lines if ln.get_label().startswith("direction")][0]
+    assert list(direction.get_xdata()) == [1.0, 2.0]
+
+
 def test_intervention_curves(interventions):
     fig = plot_intervention_curves(interventions)
     assert len(fig.axes) == 4  # filter, promote_concept, promote_item, side effects
@@ -219,7 +230,7 @@ def test_model_report_sections(fidelity, purity, interventions):
     assert [s.title for s in sections] == [
         "Fidelity summary", "Fidelity table", "Sparsity curve (L0 sweep)", "Purity heatmap (SAE vs controls)",
         "Neuron explorer (interactive)", "Top items per neuron", "Popularity neuron", "Matryoshka hierarchy",
-        "Intervention curves"]
+        "Intervention curves", "Interventions: medians per kind and method"]
     assert not any(isinstance(s.content, str) for s in sections)
     missing = model_report({"sae_fidelity": "x.csv is missing"}, "ncf")
     assert missing[0].content == "x.csv is missing" and "concept_purity.csv is missing" in missing[1].content
