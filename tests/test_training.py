@@ -255,7 +255,6 @@ def committed_checkpoints() -> list[Path]:
     return sorted(p for p in (ROOT / "models").glob("*/*.json") if not p.stem.startswith("sae_"))
 
 
-@pytest.mark.xfail(reason="issue 3 open: the pretrained checkpoints are not trained and committed yet", strict=False)
 def test_every_pretrained_checkpoint_is_committed():
     present = {(p.parent.name, p.stem) for p in committed_checkpoints()}
     for dataset in ("ml-1m", "lastfm", "ml-100k"):
