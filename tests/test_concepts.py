@@ -12,6 +12,7 @@ from ipynb.fs.defs.concepts import (
     SUMMARY_COLUMNS,
     analyze_dataset,
     benjamini_hochberg,
+    best_concept_per_unit,
     best_neuron_per_concept,
     cached_analysis,
     concept_statistics,
@@ -205,6 +206,14 @@ def test_prefix_level_and_labels():
     assert neuron_label(0.2, "genre:Horror", 1e-9, 10.0, 0.8) == ("genre:Horror", 0.8, "medium")
     assert neuron_label(0.2, "genre:Horror", 0.02, 10.0, 1.0)[0] == "unlabelled"
     assert neuron_label(np.nan, "genre:Horror", np.nan, np.nan, np.nan) == ("unlabelled", 0.0, "none")
+    assert neuron_label(0.9, "popularity:top 1%", 1e-9, 90.0, 1.0) == ("popularity (+): top 1%", 0.9, "high")
+
+
+def test_best_concept_of_a_unit_prefers_concepts_with_lift():
+    st = pd.DataFrame({"neuron": [0, 0, 0, 1, 1], "concept": ["drama", "horror", "rare", "drama", "rare"],
+                       "p_value": [1e-4, 1e-3, 0.5, 1e-4, np.nan], "lift_at_10": [2.5, 4.0, 9.0, 2.5, np.nan]})
+    best = best_concept_per_unit(st)
+    assert best.loc[0, "concept"] == "horror" and best.loc[1, "concept"] == "drama"
 
 
 @pytest.fixture(scope="module")
