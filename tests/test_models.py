@@ -74,6 +74,19 @@ def test_pair_score_equals_grid_entry_and_forward(model):
     torch.testing.assert_close(model(users, items, seqs), pairs, rtol=0, atol=0)
 
 
+def test_score_lists_equals_the_grid_entries(model):
+    """score_lists (each user's own items, used by the SAE's prediction term) = the matching grid entries."""
+    users, _, _ = batch()
+    u = torch.randn(5, DIM, requires_grad=True)
+    sub = torch.tensor([7, 2, 9, 0])  # item indices of the rows of the item table passed in
+    i = torch.randn(len(sub), DIM)
+    cols = torch.randint(0, len(sub), (5, 6))
+    lists = model.score_lists(u, i, users, sub, cols)
+    torch.testing.assert_close(lists, model.score_grid(u, i, users, sub).gather(1, cols))
+    lists.sum().backward()
+    assert u.grad.abs().sum() > 0
+
+
 def test_score_is_a_function_of_arbitrary_representations(model):
     """The SAE feeds reconstructions: score and score_grid must differentiate w.r.t. any representation tensor."""
     users, items, _ = batch()
