@@ -47,7 +47,7 @@ def test_heldout_partition_is_disjoint_and_deterministic(planted):
 
 def test_loss_decreases(planted):
     _, _, tables = planted
-    _, history = train_sae(_config(tables, lambda_pred=0.3, pred_loss="listwise"), tables, progress=False)
+    _, history = train_sae(_config(tables, lambda_pred=0.3, pred_loss="listwise", epochs=12), tables, progress=False)
     assert history[-1]["total"] < 0.7 * history[0]["total"]
     assert history[-1]["pred"] < history[0]["pred"]
 
