@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Generate the README's results section from res_csv/ (never typed by hand).
+
+    python scripts/readme_results.py           # rewrite the block between the markers in README.md
+    python scripts/readme_results.py --check   # exit 1 when README.md is not what res_csv/ gives
+
+The block lives between `<!-- results:start -->` and `<!-- results:end -->`. tests/test_readme.py runs
+--check, so a results CSV that changes without the README failing the tests is impossible.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "res_csv"
+README = ROOT / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+DATASETS = ["ml-1m", "lastfm", "ml-100k"]
+MAIN_FAMILY = {"ml-1m": "genre", "ml-100k": "genre", "lastfm": "style"}
+# The anchor paper's reported fidelity (truncated RBO@30, union tau-b@30) at lambda_pred = 10 (SPEC §9).
+PAPER_FIDELITY = {"mf": (0.543, 0.315), "ncf": (0.759, 0.609)}
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A table cell: numbers rounded, NaN as an em dash."""
+    if isinstance(value, float):
+        return "—" if pd.isna(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub markdown table of `frame` (no index)."""
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def read(dataset: str, name: str) -> pd.DataFrame | None:
+    """res_csv/<dataset>/<name>.csv, or None when it does not exist yet."""
+    path = RESULTS / dataset / f"{name}.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def recommenders_section() -> list[str]:
+    """Recommender quality per dataset, split and protocol (test stage)."""
+    out = []
+    for dataset in DATASETS:
+        table = read(dataset, "recommenders")
+        if table is None:
+            continue
+        wide = table.pivot_table(index=["model", "split"], columns="protocol", values=["hr_at_10", "ndcg_at_10"])
+        wide.columns = [f"{metric.replace('_at_10', '@10')} {protocol}" for metric, protocol in wide.columns]
+        wide = wide.reset_index()[["model", "split", "hr@10 sampled", "ndcg@10 sampled", "hr@10 full", "ndcg@10 full"]]
+        out += [f"**{dataset}** (test users: {int(table['n_users'].max())}; `res_csv/{dataset}/recommenders.csv`)",
+                "", markdown(wide), ""]
+    return out
+
+
+def fidelity_section() -> list[str]:
+    """The checkpointed SAE of every recommender, and the paper's figures next to ours."""
+    out = []
+    cols = ["model", "sae", "n_neurons", "l0", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
+            "hr_at_10_original", "hr_at_10_spliced", "dead_frac", "dense_frac", "rbo_trunc_at_30", "tau_b_union_at_30"]
+    for dataset in DATASETS:
+        table = read(dataset, "sae_fidelity")
+        if table is None:
+            continue
+        first = table[table["order"] == 0][cols]
+        out += [f"**{dataset}** — the checkpointed SAE per recommender (`res_csv/{dataset}/sae_fidelity.csv`)", "",
+                markdown(first), ""]
+        if dataset == "ml-1m":
+            rows = []
+            for model, (rbo, tau) in PAPER_FIDELITY.items():
+                rows.append({"model": model, "source": "paper (dim 20, 22 neurons, λ_pred = 10)",
+                             "rbo_trunc_at_30": rbo, "tau_b_union_at_30": tau})
+                for rec in (f"{model}_paper", model):
+                    hit = first[first["model"] == rec]
+                    if len(hit):
+                        rows.append({"model": rec, "source": f"ours ({hit['sae'].iloc[0]} SAE)",
+                                     "rbo_trunc_at_30": hit["rbo_trunc_at_30"].iloc[0],
+                                     "tau_b_union_at_30": hit["tau_b_union_at_30"].iloc[0]})
+            out += ["The paper's own fidelity metrics (truncated RBO@30, maximum ≈ 0.958; union tau-b@30):", "",
+                    markdown(pd.DataFrame(rows)), ""]
+            sweep = table[table["sae"].str.startswith("topk_k") | table["sae"].str.startswith("paper_lambda")]
+            if len(sweep):
+                sweep = sweep[["model", "sae", "l0", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
+                               "hr_at_10_spliced_user", "hr_at_10_spliced", "rbo_trunc_at_30",
+                               "concepts_purity10_ge_09"]]
+                out += ["Sparsity curve (TopK, k = 4 … 64) and the paper's λ_pred ablation (paper-preset models):", "",
+                        markdown(sweep), ""]
+    return out
+
+
+def purity_section() -> list[str]:
+    """Concepts with a pure, significant unit: SAE against the controls."""
+    out = []
+    for dataset in DATASETS:
+        table = read(dataset, "concept_purity")
+        if table is None:
+            continue
+        family = MAIN_FAMILY[dataset]
+        main = table[table["concept"].str.startswith(family + ":")]
+        n_concepts = main["concept"].nunique()
+        ok = (main["purity_at_10"] >= 0.9) & (main["lift_at_10"] >= 3) & (main["q_value"] < 0.01)
+        counts = main.assign(ok=ok).groupby(["model", "representation"])["ok"].sum().unstack("representation")
+        counts = counts.reset_index()
+        counts.columns.name = None
+        out += [f"**{dataset}** — {family}s (of {n_concepts}) with a unit of purity@10 ≥ 0.9, lift ≥ 3, "
+                f"BH q < 0.01 (`res_csv/{dataset}/concept_purity.csv`)", "", markdown(counts, 0), ""]
+    return out
+
+
+def interventions_section() -> list[str]:
+    """Intervention results: medians per kind and method (the interventions notebook's `summarize`), and the
+    issue's target criteria counted over targets."""
+    out = []
+    for dataset in DATASETS:
+        table = read(dataset, "interventions")
+        if table is None:
+            continue
+        sys.path.insert(0, str(ROOT / "notebooks"))
+        from ipynb.fs.defs.interventions import summarize
+
+        out += [f"**{dataset}** — medians over targets and strengths; the direction baseline is matched to the SAE "
+                f"edit's side effect (`res_csv/{dataset}/interventions.csv`)", "", markdown(summarize(table)), ""]
+        sae = table[table["method"] == "sae"]
+        rows = []
+        for model, group in sae.groupby("model"):
+            filt = group[group["kind"] == "filter"]
+            ok_filter = filt[(filt["share_after"] <= 0.05) & (filt["side_effect_rbo"] >= 0.8)]["target"].nunique()
+            promo = group[group["kind"] == "promote_concept"]
+            ok_promo = promo[(promo["share_after"] >= 0.5) & (promo["strength"] <= 99)]["target"].nunique()
+            items = group[group["kind"] == "promote_item"]
+            rows.append({"model": model,
+                         "filter: share ≤ 0.05 at RBO ≥ 0.8": f"{ok_filter} of {filt['target'].nunique()}",
+                         "promote: share ≥ 0.5 at ≤ p99": f"{ok_promo} of {promo['target'].nunique()}",
+                         "item promotion: best success": float(items["success_rate"].max()) if len(items) else float("nan")})
+        out += ["SAE edits against the issue's criteria (targets counted when any tested strength meets them):", "",
+                markdown(pd.DataFrame(rows)), ""]
+    return out
+
+
+def benchmarks_section() -> list[str]:
+    """Training and evaluation times (res_csv/benchmarks.csv, scripts/benchmark_recommenders.py)."""
+    path = RESULTS / "benchmarks.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    table = table[table["stage"].isin(["train", "train_sae", "eval_full", "matmul_bound", "score_grid_bound"])]
+    wide = table.pivot_table(index=["dataset", "model"], columns="stage", values="seconds").reset_index()
+    wide.columns.name = None
+    threads = ", ".join(sorted({f"{d} / {t} threads" for d, t in zip(table["device"], table["threads"], strict=True)}))
+    return [f"Seconds on the development machine ({threads}; `res_csv/benchmarks.csv`, written by "
+            "`scripts/benchmark_recommenders.py`; the machine was shared with other jobs while measuring, so "
+            "these are upper bounds):", "", markdown(wide, 2), ""]
+
+
+def block() -> str:
+    """The whole generated results block, markers included."""
+    lines = [START, "<!-- generated by scripts/readme_results.py from res_csv/; do not edit by hand -->", ""]
+    for title, section in (("Recommenders", recommenders_section), ("SAE fidelity", fidelity_section),
+                           ("Concept purity against controls", purity_section),
+                           ("Interventions", interventions_section), ("Benchmarks", benchmarks_section)):
+        body = section()
+        lines += [f"### {title}", ""] + (body or ["Not computed yet.", ""])
+    return "\n".join(lines + [END])
+
+
+def main(argv=None) -> int:
+    """Rewrite (or --check) the README's results block."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
+    args = parser.parse_args(argv)
+    text = README.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} block", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = head + block() + tail
+    if args.check:
+        if new != text:
+            print("README.md results are out of date: run python scripts/readme_results.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    print("README.md results block rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
