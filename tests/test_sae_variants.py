@@ -21,6 +21,7 @@ from ipynb.fs.defs.models import (
 from ipynb.fs.defs.training import (
     SAE_VARIANT_COLUMNS,
     SAE_VARIANT_NAMES,
+    SAE_VARIANT_SAVED,
     representation_tables,
     sae_losses,
     sae_variant_checkpoint,
@@ -29,7 +30,7 @@ from ipynb.fs.defs.training import (
     train_and_save_sae_variants,
     train_sae,
 )
-from ipynb.fs.defs.utils import CheckpointError, save_checkpoint
+from ipynb.fs.defs.utils import CheckpointError, models_dir, results_dir, save_checkpoint
 
 
 def _attention_sae(d=8, n=32, k=4, seed=0, **kw):
@@ -232,3 +233,18 @@ def test_variants_driver_smoke(tmp_path):
     again = train_and_save_sae_variants("synthetic", ["mf"], smoke=True, progress=False,
                                         variants=["attention", "contrastive"], **roots)
     pd.testing.assert_frame_equal(again, table, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dataset, rec", [("ml-1m", "mf"), ("ml-100k", "sasrec")])
+def test_committed_variant_table_and_checkpoints(dataset, rec):
+    """The committed comparison has the four rows, and the saved variants reload with the run's exact config."""
+    path = results_dir() / dataset / "sae_variants.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not computed yet (training notebook, variants run cell)")
+    rows = pd.read_csv(path).query("model == @rec").set_index("sae")
+    assert list(rows.index) == list(SAE_VARIANT_NAMES)
+    assert rows.loc["contrastive", "contrastive_share"] > 0.05  # the contrastive weight is not negligible
+    for variant in SAE_VARIANT_SAVED:
+        sae = sae_from_checkpoint(models_dir() / dataset / f"sae_{rec}_{variant}", dataset=dataset, recommender=rec)
+        assert sae.config == dict(sae_variant_runs(rec, sae.config.input_dim))[variant]
+        assert rows.loc[variant, "checkpoint"] == f"sae_{rec}_{variant}"
