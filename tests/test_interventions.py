@@ -190,3 +190,18 @@ def test_rows_sort_deterministically():
     out = sort_interventions(rows.iloc[::-1].reset_index(drop=True))
     assert out["kind"].tolist() == ["filter", "filter", "promote_concept", "promote_concept"]
     assert out["method"].tolist() == ["sae", "direction", "sae", "direction"]
+
+
+def test_edit_delta_of_an_attention_refined_sae_is_the_difference_of_its_decodes():
+    """The attention-refined decoder is not linear in z: the edit uses the full decode, and no edit is still 0."""
+    from ipynb.fs.defs.models import SAE, SAEConfig
+
+    torch.manual_seed(0)
+    sae = SAE(SAEConfig(input_dim=8, n_neurons=32, k=4, attn_heads=2)).eval()
+    x = torch.randn(5, 8)
+    z = sae.encode(x, "user")
+    z2 = z.clone()
+    z2[:, 3] += 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(edit_delta(sae, z, z2, "user"), sae.decode(z2, "user") - sae.decode(z, "user"))
+        assert torch.equal(edit_delta(sae, z, z.clone(), "user"), torch.zeros(5, 8))
