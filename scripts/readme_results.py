@@ -168,8 +168,8 @@ def benchmarks_section() -> list[str]:
     wide.columns.name = None
     threads = ", ".join(sorted({f"{d} / {t} threads" for d, t in zip(table["device"], table["threads"], strict=True)}))
     return [f"Seconds on the development machine ({threads}; `res_csv/benchmarks.csv`, written by "
-            "`scripts/benchmark_recommenders.py`; measured with the machine otherwise idle, except the rows noted "
-            "in the CSV; no other tuning):", "", markdown(wide, 2), ""]
+            "`scripts/benchmark_recommenders.py`, run on the 2-core development CPU; timings on a machine shared "
+            "with other jobs are upper bounds):", "", markdown(wide, 2), ""]
 
 
 def block() -> str:
