@@ -47,6 +47,7 @@ from ipynb.fs.defs.training import (  # noqa: E402
     VALID_PROTOCOL,
     load_recommender,
     make_eval_set,
+    merge_rows,
     model_ranks,
     recommender_config,
     representation_tables,
@@ -54,7 +55,7 @@ from ipynb.fs.defs.training import (  # noqa: E402
     train_recommender,
     train_sae,
 )
-from ipynb.fs.defs.utils import get_device, results_dir, write_csv  # noqa: E402
+from ipynb.fs.defs.utils import get_device, results_dir  # noqa: E402
 
 COLUMNS = ["stage", "dataset", "model", "seconds", "peak_mem_mb", "device", "threads", "note"]
 
@@ -183,13 +184,9 @@ def main(argv=None) -> pd.DataFrame:
     print(table.to_string(index=False))
     if not args.no_write:
         out = Path(args.out) if args.out else results_dir() / "benchmarks.csv"
-        if out.is_file():  # keep rows of datasets / models / stages not measured in this run
-            old = pd.read_csv(out)
-            key = ["stage", "dataset", "model"]
-            fresh = set(map(tuple, table[key].to_numpy()))
-            old = old[[tuple(r) not in fresh for r in old[key].to_numpy()]]
-            table = pd.concat([old, table], ignore_index=True) if len(old) else table
-        write_csv(table, out, sort_by=["dataset", "model", "stage"])
+        # keep rows of datasets / models / stages not measured in this run
+        table = merge_rows(out, table.to_dict("records"), ["stage", "dataset", "model"], COLUMNS,
+                           sort_by=["dataset", "model", "stage"])
         print(f"wrote {out}")
     return table
 
