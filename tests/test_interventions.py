@@ -7,8 +7,6 @@ from ipynb.fs.defs.interventions import (
     activation_percentile,
     aligned_neurons,
     concept_direction,
-    edit_delta,
-    edited_representation,
     effect_per_side_effect,
     filter_concept,
     match_side_effect,
@@ -49,10 +47,10 @@ def _best_concept(ctx) -> str:
 def test_no_edit_gives_the_identical_ranking(ctx):
     x = ctx.users_repr
     z = ctx.sae.encode(x, "user")
-    assert torch.equal(edited_representation(ctx.sae, x, "user", z.clone()), x)
-    assert torch.equal(edited_representation(ctx.sae, x, "user", set_neurons(z, [0, 1], 0.0, "raise")), x)
+    assert torch.equal(ctx.sae.edit(x, "user", z.clone()), x)
+    assert torch.equal(ctx.sae.edit(x, "user", set_neurons(z, [0, 1], 0.0, "raise")), x)
     before = ranked_lists(ctx.model, x, ctx.items, ctx.users, ctx.history, 20)
-    after = ranked_lists(ctx.model, edited_representation(ctx.sae, x, "user", z.clone()), ctx.items, ctx.users,
+    after = ranked_lists(ctx.model, ctx.sae.edit(x, "user", z.clone()), ctx.items, ctx.users,
                          ctx.history, 20)
     assert np.array_equal(before, after)
     row = filter_concept(ctx, _best_concept(ctx), method="direction", strength=0.0)
@@ -71,13 +69,12 @@ def test_error_term_is_kept(ctx):
     x = ctx.users_repr[:50]
     z = ctx.sae.encode(x, "user")
     z2 = set_neurons(z, [0, 5, 7], [0.0, 2.0, 1.0])
-    x2 = edited_representation(ctx.sae, x, "user", z2)
+    x2 = ctx.sae.edit(x, "user", z2)
     expected = ctx.sae.decode(z2, "user") - ctx.sae.decode(z, "user")
     assert torch.allclose(x2 - x, expected, atol=1e-5)
-    assert torch.allclose(x2, ctx.sae.edit(x, "user", z2), atol=1e-5)
     # the error term x − D(z) is the same before and after the edit
     assert torch.allclose(x2 - ctx.sae.decode(z2, "user"), x - ctx.sae.decode(z, "user"), atol=1e-5)
-    assert torch.allclose(edit_delta(ctx.sae, z, z2, "user"), expected, atol=1e-5)
+    assert torch.allclose(ctx.sae.edit_delta(z, z2, "user"), expected, atol=1e-5)
 
 
 def test_filter_lowers_a_planted_concept_without_negative_values(ctx):
@@ -203,5 +200,5 @@ def test_edit_delta_of_an_attention_refined_sae_is_the_difference_of_its_decodes
     z2 = z.clone()
     z2[:, 3] += 1.0
     with torch.no_grad():
-        torch.testing.assert_close(edit_delta(sae, z, z2, "user"), sae.decode(z2, "user") - sae.decode(z, "user"))
-        assert torch.equal(edit_delta(sae, z, z.clone(), "user"), torch.zeros(5, 8))
+        torch.testing.assert_close(sae.edit_delta(z, z2, "user"), sae.decode(z2, "user") - sae.decode(z, "user"))
+        assert torch.equal(sae.edit_delta(z, z.clone(), "user"), torch.zeros(5, 8))

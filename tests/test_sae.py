@@ -158,3 +158,12 @@ def test_same_seed_same_init():
     a, users, _ = _sae(seed=3)
     b, _, _ = _sae(seed=3)
     assert np.allclose(a(users, "user")[0].detach().numpy(), b(users, "user")[0].detach().numpy())
+
+
+def test_edit_delta_is_exactly_zero_without_an_edit_and_checks_shapes():
+    sae, users, _ = _sae()
+    z = sae.encode(users, "user")
+    assert torch.equal(sae.edit_delta(z, z.clone(), "user"), torch.zeros_like(users))
+    assert torch.equal(sae.edit(users, "user", z.clone()), users)
+    with pytest.raises(ValueError, match="codes must both be"):
+        sae.edit_delta(z, z[:, :8], "user")
