@@ -131,13 +131,15 @@ def interventions_section() -> list[str]:
     """Intervention results: medians per kind and method (the interventions notebook's `summarize`), and the
     issue's target criteria counted over targets."""
     out = []
-    for dataset in DATASETS:
-        table = read(dataset, "interventions")
+    tables = {d: read(d, "interventions") for d in DATASETS}
+    if all(t is None for t in tables.values()):
+        return out
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    from ipynb.fs.defs.interventions import summarize  # the notebook's own summary, not a copy
+
+    for dataset, table in tables.items():
         if table is None:
             continue
-        sys.path.insert(0, str(ROOT / "notebooks"))
-        from ipynb.fs.defs.interventions import summarize
-
         out += [f"**{dataset}** — medians over targets and strengths; the direction baseline is matched to the SAE "
                 f"edit's side effect (`res_csv/{dataset}/interventions.csv`)", "", markdown(summarize(table)), ""]
         sae = table[table["method"] == "sae"]
