@@ -171,7 +171,22 @@ def benchmarks_section() -> list[str]:
     threads = ", ".join(sorted({f"{d} / {t} threads" for d, t in zip(table["device"], table["threads"], strict=True)}))
     return [f"Seconds on the development machine ({threads}; `res_csv/benchmarks.csv`, written by "
             "`scripts/benchmark_recommenders.py`, run on the 2-core development CPU; timings on a machine shared "
-            "with other jobs are upper bounds):", "", markdown(wide, 2), ""]
+            "with other jobs are upper bounds):", "", markdown(wide, 2), ""] + data_load_lines()
+
+
+def data_load_lines() -> list[str]:
+    """Dataset load and split times (res_csv/data_load_times.csv, scripts/benchmark_data.py)."""
+    path = RESULTS / "data_load_times.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    wide = table.pivot_table(index="dataset", columns="stage", values="seconds").reset_index()
+    wide.columns.name = None
+    rows = table[table["stage"] == "load"].set_index("dataset")["rows"]
+    wide.insert(1, "ratings", wide["dataset"].map(rows).astype(int))
+    return ["Loading a dataset from files in place (sha256 checks, parsing with line-level validation, concept "
+            "tables) and its random leave-one-out split, seconds, median of 3 in one process "
+            "(`res_csv/data_load_times.csv`, written by `scripts/benchmark_data.py`):", "", markdown(wide, 2), ""]
 
 
 def block() -> str:
