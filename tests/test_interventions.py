@@ -10,6 +10,7 @@ from ipynb.fs.defs.interventions import (
     effect_per_side_effect,
     filter_concept,
     match_side_effect,
+    merge_interventions,
     promotable_items,
     promote_concept,
     promote_item,
@@ -178,15 +179,47 @@ def test_item_promotion(ctx):
     assert base["success_rate"] == 0.0 and base["side_effect_rbo"] == pytest.approx(1.0)
 
 
-def test_rows_sort_deterministically():
+def _paired_rows(model="mf"):
     import pandas as pd
 
-    rows = pd.DataFrame({"model": ["mf"] * 4, "kind": ["promote_concept", "promote_concept", "filter", "filter"],
-                         "method": ["sae", "direction", "sae", "direction"], "target": ["a"] * 4,
-                         "strength": [50.0, 0.3, 1.0, 0.2]})
-    out = sort_interventions(rows.iloc[::-1].reset_index(drop=True))
-    assert out["kind"].tolist() == ["filter", "filter", "promote_concept", "promote_concept"]
-    assert out["method"].tolist() == ["sae", "direction", "sae", "direction"]
+    return pd.DataFrame({"model": model, "kind": ["promote_concept"] * 4 + ["filter"] * 2,
+                         "method": ["sae", "direction"] * 3, "target": "a", "pair": [0, 0, 1, 1, 0, 0],
+                         "strength": [99.0, 0.9, 50.0, 0.3, 1.0, 0.2], "n_neurons": [1, None, 1, None, 1, None]})
+
+
+def test_rows_sort_deterministically_and_keep_each_baseline_after_its_sae_row():
+    rows = _paired_rows()
+    out = sort_interventions(rows.sample(frac=1.0, random_state=0))
+    assert out["kind"].tolist() == ["filter"] * 2 + ["promote_concept"] * 4
+    assert out["method"].tolist() == ["sae", "direction"] * 3
+    assert out["strength"].tolist() == [1.0, 0.2, 99.0, 0.9, 50.0, 0.3]  # pair 0 then pair 1, not by strength
+    with pytest.raises(ValueError, match="pair"):
+        sort_interventions(rows.drop(columns="pair"))
+
+
+def test_running_one_model_keeps_the_other_models_rows(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "interventions.csv"
+    merge_interventions(path, _paired_rows("mf"))
+    merge_interventions(path, _paired_rows("ncf"))
+    again = _paired_rows("mf").assign(share_after=0.5)
+    merge_interventions(path, again)
+    table = pd.read_csv(path)
+    assert table["model"].tolist() == ["mf"] * 6 + ["ncf"] * 6
+    assert (table[table["model"] == "mf"]["share_after"] == 0.5).all() and "share_after" in table
+    assert table[table["model"] == "ncf"]["share_after"].isna().all()
+    assert table[table["model"] == "mf"]["pair"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interventions.csv"]
+
+
+def test_an_unpaired_file_is_not_merged_silently(tmp_path):
+    path = tmp_path / "interventions.csv"
+    _paired_rows("ncf").drop(columns="pair").to_csv(path, index=False)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="no 'pair' column"):
+        merge_interventions(path, _paired_rows("mf"))
+    assert path.read_bytes() == before
 
 
 def test_edit_delta_of_an_attention_refined_sae_is_the_difference_of_its_decodes():

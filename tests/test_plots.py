@@ -180,6 +180,8 @@ def test_paired_strength_puts_baseline_rows_at_their_sae_row():
                          "method": ["sae", "direction", "sae", "direction", "sae", "direction"],
                          "strength": [1.0, 0.37, 2.0, 0.81, 99.0, 3.5]})
     assert paired_strength(rows).tolist() == [1.0, 1.0, 2.0, 2.0, 99.0, 99.0]
+    paired = rows.assign(pair=[0, 0, 1, 1, 0, 0]).iloc[[3, 0, 5, 1, 2, 4]]  # any order: `pair` matches the rows
+    assert paired_strength(paired).tolist() == [2.0, 1.0, 99.0, 1.0, 2.0, 99.0]
     fig = plot_intervention_curves(rows.assign(share_before=0.5, share_after=0.2, side_effect_rbo=0.9))
     direction = [ln for ln in fig.axes[0].lines if ln.get_label().startswith("direction")][0]
     assert list(direction.get_xdata()) == [1.0, 2.0]
