@@ -220,6 +220,7 @@ def test_an_unpaired_file_is_not_merged_silently(tmp_path):
     with pytest.raises(ValueError, match="no 'pair' column"):
         merge_interventions(path, _paired_rows("mf"))
     assert path.read_bytes() == before
+    assert len(merge_interventions(path, _paired_rows("ncf"))) == 6  # recomputing every model in it replaces it
 
 
 def test_edit_delta_of_an_attention_refined_sae_is_the_difference_of_its_decodes():
