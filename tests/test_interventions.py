@@ -236,3 +236,22 @@ def test_edit_delta_of_an_attention_refined_sae_is_the_difference_of_its_decodes
     with torch.no_grad():
         torch.testing.assert_close(sae.edit_delta(z, z2, "user"), sae.decode(z2, "user") - sae.decode(z, "user"))
         assert torch.equal(sae.edit_delta(z, z.clone(), "user"), torch.zeros(5, 8))
+
+
+@pytest.mark.parametrize("dataset", ["ml-1m", "ml-100k", "lastfm"])
+def test_committed_baseline_rows_are_matched_to_their_sae_row(dataset):
+    """In res_csv/<dataset>/interventions.csv every direction row has the side effect of the SAE row it is paired with."""
+    import pandas as pd
+    from ipynb.fs.defs.utils import results_dir
+
+    path = results_dir() / dataset / "interventions.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not computed")
+    table = pd.read_csv(path)
+    keys = ["model", "kind", "target", "pair"]
+    sae = table[table["method"] == "sae"].set_index(keys)["side_effect_rbo"]
+    direction = table[table["method"] == "direction"].set_index(keys)["side_effect_rbo"]
+    assert sae.index.is_unique and direction.index.is_unique
+    assert sorted(sae.index) == sorted(direction.index)  # one baseline row per SAE row
+    assert (sae - direction.reindex(sae.index)).abs().max() < 0.02
+    assert table.equals(sort_interventions(table).astype(table.dtypes.to_dict()))  # the file is in paired order
