@@ -127,3 +127,89 @@ def test_sae_runs_first_row_and_sweeps():
     assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
     assert [cfg.lambda_pred for _, cfg in paper[1:]] == [0.0, 1.0, 2.0, 5.0, 10.0]
     assert [name for name, _ in sae_runs("lastfm", "mf", 64)] == ["default"]
+
+
+@pytest.fixture
+def smoke_models(tmp_path):
+    """A synthetic dataset with a 2-epoch MF and its smoke SAE saved in a temporary models/ and res_csv/."""
+    from ipynb.fs.defs.training import train_and_save_all, train_and_save_saes
+
+    ds = make_synthetic(n_users=200, n_items=150, per_user=15, seed=0)
+    roots = {"models_root": tmp_path / "models", "results_root": tmp_path / "res_csv"}
+    train_and_save_all("synthetic", ["mf"], epochs=2, retrain=True, progress=False, ds=ds, **roots)
+    train_and_save_saes("synthetic", ["mf"], smoke=True, progress=False, ds=ds, **roots)
+    return ds, roots, tmp_path
+
+
+def test_sae_sidecar_records_the_recommender_weights(smoke_models):
+    import json
+
+    _, _, tmp = smoke_models
+    rec = json.loads((tmp / "models" / "synthetic" / "mf.json").read_text())
+    sae = json.loads((tmp / "models" / "synthetic" / "sae_mf.json").read_text())
+    assert sae["recommender_weights_sha256"] == rec["weights_sha256"]
+
+
+def test_cached_sae_is_reused_unless_retrain(smoke_models, capsys):
+    from ipynb.fs.defs.training import train_and_save_saes
+
+    ds, roots, tmp = smoke_models
+    from safetensors.torch import load_file
+
+    weights = tmp / "models" / "synthetic" / "sae_mf.safetensors"
+    before = load_file(weights)
+    weights_mtime = weights.stat().st_mtime_ns
+    table = train_and_save_saes("synthetic", ["mf"], smoke=True, progress=True, ds=ds, retrain=False, **roots)
+    assert "cached SAE sae_mf" in capsys.readouterr().out
+    assert weights.stat().st_mtime_ns == weights_mtime and (table["model"] == "mf").any()
+    train_and_save_saes("synthetic", ["mf"], smoke=True, progress=False, ds=ds, retrain=True, **roots)
+    assert weights.stat().st_mtime_ns != weights_mtime  # retrained and saved again ...
+    after = load_file(weights)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # ... to the same SAE: same seed
+
+
+def test_sae_of_a_retrained_recommender_is_refused_and_retrained(smoke_models, capsys):
+    import json
+
+    from ipynb.fs.defs.models import sae_from_checkpoint
+    from ipynb.fs.defs.training import train_and_save_saes
+    from ipynb.fs.defs.utils import CheckpointError, load_checkpoint, save_checkpoint
+
+    ds, roots, tmp = smoke_models
+    folder = tmp / "models" / "synthetic"
+    old_sae = json.loads((folder / "sae_mf.json").read_text())
+    tensors, meta = load_checkpoint(folder / "mf")  # a retrained recommender: other weights, same data
+    save_checkpoint(folder / "mf", {k: v + 0.01 for k, v in tensors.items()}, meta)
+    new_rec = json.loads((folder / "mf.json").read_text())
+    assert new_rec["weights_sha256"] != old_sae["recommender_weights_sha256"]
+    with pytest.raises(CheckpointError, match="another version of recommender 'mf'"):
+        sae_from_checkpoint(folder / "sae_mf", recommender="mf", recommender_sha256=new_rec["weights_sha256"])
+    train_and_save_saes("synthetic", ["mf"], smoke=True, progress=False, ds=ds, retrain=False, **roots)
+    assert "cannot be reused" in capsys.readouterr().out
+    retrained = json.loads((folder / "sae_mf.json").read_text())
+    assert retrained["recommender_weights_sha256"] == new_rec["weights_sha256"]
+
+
+@pytest.mark.realdata
+def test_committed_saes_reproduce_their_fidelity(data_root):
+    """Every committed sae_<recommender> loads with its committed recommender (same data, same weights version)
+    and reproduces the fidelity its sidecar stores, on the same held-out users and items."""
+    import json
+
+    from ipynb.fs.defs.data_processing import load_dataset
+    from ipynb.fs.defs.models import sae_from_checkpoint
+    from ipynb.fs.defs.training import PRETRAINED, checkpoint_path, load_recommender, split_of
+    from ipynb.fs.defs.utils import models_dir
+
+    for dataset in ("ml-1m", "lastfm", "ml-100k"):
+        ds = load_dataset(dataset, root=data_root)
+        for name in PRETRAINED[dataset]:
+            split = split_of(ds, name)
+            model, rec_meta = load_recommender(dataset, name, split=split, root=models_dir())
+            path = checkpoint_path(dataset, f"sae_{name}", models_dir())
+            sae = sae_from_checkpoint(path, dataset=dataset, recommender=name, fingerprint=split.fingerprint,
+                                      recommender_sha256=rec_meta["weights_sha256"])
+            stored = json.loads(path.with_suffix(".json").read_text())["metrics"]
+            got = evaluate_sae(sae, representation_tables(model, split, ds), split)
+            for key in ("fve_users", "fve_items", "rbo_ext_at_20", "hr_at_10_original", "hr_at_10_spliced", "l0"):
+                assert got[key] == pytest.approx(stored[key], abs=1e-4), (dataset, name, key, got[key], stored[key])
