@@ -50,6 +50,16 @@ def render(name: str, parameters: dict, out_dir: Path, timeout: int) -> float:
     return time.perf_counter() - start
 
 
+def failure_message(error: Exception) -> str:
+    """One line saying what went wrong: the notebook's own exception (papermill's ename/evalue) when there is one."""
+    name, value = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if name:
+        text = str(value or "").strip()
+        return f"{name}: {text.splitlines()[0] if text else ''}"
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def main(argv=None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +90,9 @@ def main(argv=None) -> int:
             print(f"ok      {name:28s} {seconds:7.1f} s -> {out_dir / (name + '.html')}")
         except Exception as e:  # keep going: one broken report should not hide the others
             failed.append(name)
-            print(f"FAILED  {name:28s} {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            print(f"FAILED  {name:28s} {failure_message(e)}")
+            if getattr(e, "ename", None):  # an error inside the notebook: the executed copy shows where
+                print(f"        the executed notebook with the traceback: {out_dir / (name + '.ipynb')}")
     print(f"{len(names) - len(failed)} rendered, {len(failed)} failed; reports in {out_dir}")
     return 1 if failed else 0
 

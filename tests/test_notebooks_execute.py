@@ -30,3 +30,39 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
                         kernel_name="python3", progress_bar=False, execution_timeout=600)
     assert out.is_file()
     assert os.environ.get("MONOSEMREC_REPORTS_DIR") == str(tmp_path / "reports")
+
+
+def _run_notebooks_script():
+    """scripts/run_notebooks.py as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "run_notebooks.py"
+    spec = importlib.util.spec_from_file_location("run_notebooks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_main_job_names_the_notebook_error():
+    """A report that fails inside the notebook is reported with the notebook's own exception, not papermill's."""
+    script = _run_notebooks_script()
+
+    class NotebookError(Exception):
+        ename, evalue = "DataError", "dataset 'ml-100k' is not available offline: expected ...\nmore"
+
+    assert script.failure_message(NotebookError("\n-----\nException encountered at In [3]")) == (
+        "DataError: dataset 'ml-100k' is not available offline: expected ...")
+    assert script.failure_message(FileNotFoundError("no notebook x.ipynb")) == "FileNotFoundError: no notebook x.ipynb"
+
+
+def test_main_job_reports_a_failure_and_keeps_going(tmp_path, monkeypatch, capsys):
+    """Offline without data, the main job says which dataset is missing, where, and what to do; exit code 1."""
+    script = _run_notebooks_script()
+    monkeypatch.setenv("MONOSEMREC_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setenv("MONOSEMREC_OFFLINE", "1")
+    monkeypatch.setenv("MONOSEMREC_REPORTS_DIR", str(tmp_path / "reports"))
+    assert script.main(["visualization_SAE_sasrec", "no_such_notebook"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED  visualization_SAE_sasrec     DataError: dataset 'ml-100k' is not available offline" in out
+    assert "https://files.grouplens.org/datasets/movielens/ml-100k.zip" in out
+    assert "FileNotFoundError: no notebook" in out and "0 rendered, 2 failed" in out
