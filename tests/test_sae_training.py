@@ -123,6 +123,10 @@ def test_sae_runs_first_row_and_sweeps():
     names = [name for name, _ in runs]
     assert names[0] == "default" and "matryoshka" in names
     assert {f"topk_k{k}" for k in (4, 8, 16, 32, 64)} <= set(names)
+    long = dict(runs)["long"]
+    assert (long.epochs, long.pred_every) == (300, 1) and dataclasses.replace(long, epochs=runs[0][1].epochs,
+                                                                              pred_every=runs[0][1].pred_every) == runs[0][1]
+    assert names[-1] == "long"  # appended: the order numbers of the committed rows do not move
     paper = sae_runs("ml-1m", "ncf_paper", 20)
     assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
     assert [cfg.lambda_pred for _, cfg in paper[1:]] == [0.0, 1.0, 2.0, 5.0, 10.0]
