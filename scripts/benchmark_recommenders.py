@@ -12,7 +12,7 @@ Stages (one row each per dataset and checkpoint name):
                     Transformer pass over the user's sequence)
   matmul_bound      the bare (n_users x d) @ (d x n_items) matrix multiply (the bound for MF)
   train_sae         (with --sae) training the checkpointed SAE of the recommender (its first row in
-                    training.sae_runs: the default SAE, or the paper preset for *_paper models), with the
+                    experiments.sae_runs: the default SAE, or the paper preset for *_paper models), with the
                     committed recommender frozen; representation tables not included
 Evaluation stages run on the committed checkpoint (or the freshly trained model with --no-checkpoints) and
 report the best of --repeats runs; `note` gives eval_full's ratio to its bound.
@@ -38,24 +38,13 @@ os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from ipynb.fs.defs.data_processing import leave_one_out, load_dataset  # noqa: E402
-from ipynb.fs.defs.models import SASRec  # noqa: E402
-from ipynb.fs.defs.training import (  # noqa: E402
-    CHECKPOINT_SPECS,
-    PRETRAINED,
-    SPLIT_SEED,
-    VALID_PROTOCOL,
-    load_recommender,
-    make_eval_set,
-    merge_rows,
-    model_ranks,
-    recommender_config,
-    representation_tables,
-    sae_runs,
-    train_recommender,
-    train_sae,
-)
-from ipynb.fs.defs.utils import get_device, results_dir  # noqa: E402
+from ipynb.fs.defs.artifacts import load_recommender  # noqa: E402
+from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
+from ipynb.fs.defs.evaluation import make_eval_set, model_ranks, representation_tables, sequence_length  # noqa: E402
+from ipynb.fs.defs.experiments import PRETRAINED, recommender_config, sae_runs, split_of, valid_protocol  # noqa: E402
+from ipynb.fs.defs.sae_training import train_sae  # noqa: E402
+from ipynb.fs.defs.training import train_recommender  # noqa: E402
+from ipynb.fs.defs.utils import get_device, merge_rows, results_dir  # noqa: E402
 
 COLUMNS = ["stage", "dataset", "model", "seconds", "peak_mem_mb", "device", "threads", "note"]
 
@@ -144,13 +133,12 @@ def main(argv=None) -> pd.DataFrame:
         ds = load_dataset(dataset)
         names = [n for n in (args.models or PRETRAINED[dataset]) if n in PRETRAINED[dataset]]
         for name in names:
-            spec = CHECKPOINT_SPECS[name]
-            split = leave_one_out(ds, spec["split"], seed=SPLIT_SEED)
+            split = split_of(ds, name)
             model = None
             if not args.no_train:
                 config = recommender_config(name, dataset, ds.n_users, ds.n_items)
-                seconds, peak, (model, history) = timed(lambda config=config, split=split, spec=spec: train_recommender(
-                    config, split, device=device, progress=False, valid_protocol=VALID_PROTOCOL[spec["model"]]))
+                seconds, peak, (model, history) = timed(lambda config=config, split=split, name=name: train_recommender(
+                    config, split, device=device, progress=False, valid_protocol=valid_protocol(name)))
                 add("train", dataset, name, seconds, peak,
                     f"{history.epochs_trained} epochs (best {history.best_epoch}); {history.stop_reason}")
             if model is None or not args.no_checkpoints:
@@ -164,8 +152,7 @@ def main(argv=None) -> pd.DataFrame:
                     f"{cfg.activation} n={cfg.n_neurons} k={cfg.k} {cfg.epochs} epochs pred_every={cfg.pred_every}")
             if args.no_eval:
                 continue
-            max_len = model.config.max_len if isinstance(model, SASRec) else None
-            ev = make_eval_set(split, "test", max_len=max_len)
+            ev = make_eval_set(split, "test", max_len=sequence_length(model))
             full_s, full_mem, _ = timed(lambda m=model, e=ev: model_ranks(m, e, "full", device), args.repeats)
             samp_s, samp_mem, _ = timed(lambda m=model, e=ev: model_ranks(m, e, "sampled", device), args.repeats)
             grid_s, grid_mem, _ = timed(lambda m=model, e=ev: score_grid_all(m, e, device), args.repeats)
@@ -173,7 +160,7 @@ def main(argv=None) -> pd.DataFrame:
             u_mat = torch.randn(len(ev.users), d, device=device)
             i_mat = torch.randn(model.n_items, d, device=device)
             mm_s, mm_mem, _ = timed(lambda a=u_mat, b=i_mat: a @ b.T, args.repeats)
-            bound, bound_name = (mm_s, "matmul_bound") if spec["model"] == "mf" else (grid_s, "score_grid_bound")
+            bound, bound_name = (mm_s, "matmul_bound") if model.MODEL_NAME == "mf" else (grid_s, "score_grid_bound")
             add("eval_full", dataset, name, full_s, full_mem,
                 f"{full_s / bound:.2f}x {bound_name}; {full_s / grid_s:.2f}x score_grid_bound; {len(ev.users)} users")
             add("eval_sampled", dataset, name, samp_s, samp_mem, f"{len(ev.users)} users x 100 candidates")

@@ -20,8 +20,11 @@ os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
 
 import pandas as pd  # noqa: E402
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic  # noqa: E402
-from ipynb.fs.defs.models import MFConfig, SAEConfig, TrainConfig  # noqa: E402
-from ipynb.fs.defs.training import planted_recovery, representation_tables, train_recommender, train_sae  # noqa: E402
+from ipynb.fs.defs.evaluation import planted_recovery, representation_tables  # noqa: E402
+from ipynb.fs.defs.models import MFConfig, TrainConfig  # noqa: E402
+from ipynb.fs.defs.sae import SAEConfig  # noqa: E402
+from ipynb.fs.defs.sae_training import train_sae  # noqa: E402
+from ipynb.fs.defs.training import train_recommender  # noqa: E402
 from ipynb.fs.defs.utils import results_dir, write_csv  # noqa: E402
 
 

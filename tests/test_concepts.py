@@ -26,15 +26,12 @@ from ipynb.fs.defs.concepts import (
     untrained_sae,
 )
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
-from ipynb.fs.defs.models import SAE, MFConfig, SAEConfig, TrainConfig
-from ipynb.fs.defs.training import (
-    RepresentationTables,
-    representation_tables,
-    train_and_save_all,
-    train_and_save_saes,
-    train_recommender,
-    train_sae,
-)
+from ipynb.fs.defs.evaluation import RepresentationTables, representation_tables
+from ipynb.fs.defs.models import MFConfig, TrainConfig
+from ipynb.fs.defs.sae import SAE, SAEConfig
+from ipynb.fs.defs.sae_training import train_and_save_saes, train_sae
+from ipynb.fs.defs.training import train_and_save_all, train_recommender
+from ipynb.fs.defs.utils import Paths
 
 # 8 items, 3 units, 2 concepts. Unit 0 ranks items 0, 1, 2, 3 (then 4, 5 inactive); unit 1 ranks 7, 6, 5, 4
 # (others negative); unit 2 is active on one item only.
@@ -245,7 +242,7 @@ def test_planted_concepts_have_pure_neurons(planted_codes):
 
 def test_the_run_writes_the_three_tables(tmp_path):
     ds = make_synthetic(n_users=200, n_items=150, per_user=15, seed=0)
-    roots = {"models_root": tmp_path / "models", "results_root": tmp_path / "res_csv"}
+    roots = {"paths": Paths.under(tmp_path)}
     train_and_save_all("synthetic", ["mf"], epochs=2, retrain=True, progress=False, ds=ds, **roots)
     train_and_save_saes("synthetic", ["mf"], smoke=True, progress=False, ds=ds, **roots)
     out = analyze_dataset("synthetic", None, ds=ds, device="cpu", progress=False, **roots)
@@ -262,12 +259,12 @@ def test_the_run_writes_the_three_tables(tmp_path):
     first = (folder / "concept_purity.csv").read_bytes()
     analyze_dataset("synthetic", ["mf"], ds=ds, device="cpu", progress=False, **roots)
     assert (folder / "concept_purity.csv").read_bytes() == first  # deterministic
-    cached = cached_analysis("synthetic", results_root=roots["results_root"])
+    cached = cached_analysis("synthetic", paths=roots["paths"])
     pd.testing.assert_frame_equal(cached["summary"], summary)
-    assert cached_analysis("synthetic", ["ncf"], results_root=roots["results_root"]) is None
+    assert cached_analysis("synthetic", ["ncf"], paths=roots["paths"]) is None
     # rows of models not analysed in a call are kept
     summary.assign(model="other").to_csv(folder / "concept_summary.csv", mode="a", header=False, index=False)
     analyze_dataset("synthetic", ["mf"], ds=ds, device="cpu", progress=False, **roots)
     assert pd.read_csv(folder / "concept_summary.csv")["model"].tolist() == ["mf"] * 5 + ["other"] * 5
     with pytest.raises(FileNotFoundError, match="no SAE checkpoint"):
-        analyze_dataset("synthetic", None, ds=ds, models_root=tmp_path / "empty", results_root=tmp_path / "r")
+        analyze_dataset("synthetic", None, ds=ds, paths=Paths.under(tmp_path / "empty"))

@@ -25,8 +25,11 @@ from ipynb.fs.defs.interventions import (
 def ctx():
     """A small MF on planted-concept synthetic data, its SAE, and a steering context over every user."""
     from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
-    from ipynb.fs.defs.models import MFConfig, TrainConfig, sae_preset
-    from ipynb.fs.defs.training import representation_tables, train_recommender, train_sae
+    from ipynb.fs.defs.evaluation import representation_tables
+    from ipynb.fs.defs.models import MFConfig, TrainConfig
+    from ipynb.fs.defs.sae import sae_preset
+    from ipynb.fs.defs.sae_training import train_sae
+    from ipynb.fs.defs.training import train_recommender
 
     torch.manual_seed(0)
     syn = make_synthetic(n_users=300, n_items=120, per_user=15, beta=5.0, seed=2)
@@ -225,7 +228,7 @@ def test_an_unpaired_file_is_not_merged_silently(tmp_path):
 
 def test_edit_delta_of_an_attention_refined_sae_is_the_difference_of_its_decodes():
     """The attention-refined decoder is not linear in z: the edit uses the full decode, and no edit is still 0."""
-    from ipynb.fs.defs.models import SAE, SAEConfig
+    from ipynb.fs.defs.sae import SAE, SAEConfig
 
     torch.manual_seed(0)
     sae = SAE(SAEConfig(input_dim=8, n_neurons=32, k=4, attn_heads=2)).eval()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-DEFINITION_NOTEBOOKS = ["utils", "data_processing", "models", "training", "concepts", "interventions", "plots"]
+DEFINITION_NOTEBOOKS = ["utils", "data_processing", "models", "sae", "artifacts", "experiments", "evaluation", "training",
+                        "sae_training", "concepts", "interventions", "plots", "pipelines"]
 KEPT = (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
 
 

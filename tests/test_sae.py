@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from ipynb.fs.defs.models import (
+from ipynb.fs.defs.sae import (
     SAE,
     SAEConfig,
     embedding_loss,

@@ -5,16 +5,13 @@ import numpy as np
 import pytest
 import torch
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
-from ipynb.fs.defs.models import MFConfig, SAEConfig, TrainConfig, sae_preset
-from ipynb.fs.defs.training import (
-    evaluate_sae,
-    heldout_mask,
-    planted_recovery,
-    representation_tables,
-    sae_runs,
-    train_recommender,
-    train_sae,
-)
+from ipynb.fs.defs.evaluation import evaluate_sae, heldout_mask, planted_recovery, representation_tables
+from ipynb.fs.defs.experiments import sae_runs
+from ipynb.fs.defs.models import MFConfig, TrainConfig
+from ipynb.fs.defs.sae import SAEConfig, sae_preset
+from ipynb.fs.defs.sae_training import train_sae
+from ipynb.fs.defs.training import train_recommender
+from ipynb.fs.defs.utils import Paths
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +133,11 @@ def test_sae_runs_first_row_and_sweeps():
 @pytest.fixture
 def smoke_models(tmp_path):
     """A synthetic dataset with a 2-epoch MF and its smoke SAE saved in a temporary models/ and res_csv/."""
-    from ipynb.fs.defs.training import train_and_save_all, train_and_save_saes
+    from ipynb.fs.defs.sae_training import train_and_save_saes
+    from ipynb.fs.defs.training import train_and_save_all
 
     ds = make_synthetic(n_users=200, n_items=150, per_user=15, seed=0)
-    roots = {"models_root": tmp_path / "models", "results_root": tmp_path / "res_csv"}
+    roots = {"paths": Paths.under(tmp_path)}
     train_and_save_all("synthetic", ["mf"], epochs=2, retrain=True, progress=False, ds=ds, **roots)
     train_and_save_saes("synthetic", ["mf"], smoke=True, progress=False, ds=ds, **roots)
     return ds, roots, tmp_path
@@ -155,7 +153,7 @@ def test_sae_sidecar_records_the_recommender_weights(smoke_models):
 
 
 def test_cached_sae_is_reused_unless_retrain(smoke_models, capsys):
-    from ipynb.fs.defs.training import train_and_save_saes
+    from ipynb.fs.defs.sae_training import train_and_save_saes
 
     ds, roots, tmp = smoke_models
     from safetensors.torch import load_file
@@ -175,8 +173,8 @@ def test_cached_sae_is_reused_unless_retrain(smoke_models, capsys):
 def test_sae_of_a_retrained_recommender_is_refused_and_retrained(smoke_models, capsys):
     import json
 
-    from ipynb.fs.defs.models import sae_from_checkpoint
-    from ipynb.fs.defs.training import train_and_save_saes
+    from ipynb.fs.defs.sae import sae_from_checkpoint
+    from ipynb.fs.defs.sae_training import train_and_save_saes
     from ipynb.fs.defs.utils import CheckpointError, load_checkpoint, save_checkpoint
 
     ds, roots, tmp = smoke_models
@@ -200,19 +198,17 @@ def test_committed_saes_reproduce_their_fidelity(data_root):
     and reproduces the fidelity its sidecar stores, on the same held-out users and items."""
     import json
 
+    from ipynb.fs.defs.artifacts import Artifacts, load_recommender, load_sae
     from ipynb.fs.defs.data_processing import load_dataset
-    from ipynb.fs.defs.models import sae_from_checkpoint
-    from ipynb.fs.defs.training import PRETRAINED, checkpoint_path, load_recommender, split_of
-    from ipynb.fs.defs.utils import models_dir
+    from ipynb.fs.defs.experiments import PRETRAINED, split_of
 
     for dataset in ("ml-1m", "lastfm", "ml-100k"):
         ds = load_dataset(dataset, root=data_root)
         for name in PRETRAINED[dataset]:
             split = split_of(ds, name)
-            model, rec_meta = load_recommender(dataset, name, split=split, root=models_dir())
-            path = checkpoint_path(dataset, f"sae_{name}", models_dir())
-            sae = sae_from_checkpoint(path, dataset=dataset, recommender=name, fingerprint=split.fingerprint,
-                                      recommender_sha256=rec_meta["weights_sha256"])
+            model, rec_meta = load_recommender(dataset, name, split=split)
+            path = Artifacts.of(dataset).path(f"sae_{name}")
+            sae = load_sae(dataset, f"sae_{name}", rec_meta, split=split)
             stored = json.loads(path.with_suffix(".json").read_text())["metrics"]
             got = evaluate_sae(sae, representation_tables(model, split, ds), split)
             for key in ("fve_users", "fve_items", "rbo_ext_at_20", "hr_at_10_original", "hr_at_10_spliced", "l0"):

@@ -8,29 +8,18 @@ import pandas as pd
 import pytest
 import torch
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
-from ipynb.fs.defs.models import (
-    SAE,
-    SAEConfig,
-    build_model,
-    info_nce,
-    preset,
-    sae_from_checkpoint,
-    sae_payload,
-    sae_preset,
-)
-from ipynb.fs.defs.training import (
-    SAE_VARIANT_COLUMNS,
+from ipynb.fs.defs.evaluation import representation_tables
+from ipynb.fs.defs.experiments import (
     SAE_VARIANT_NAMES,
     SAE_VARIANT_SAVED,
-    representation_tables,
-    sae_losses,
     sae_variant_checkpoint,
     sae_variant_runs,
-    train_and_save_all,
-    train_and_save_sae_variants,
-    train_sae,
 )
-from ipynb.fs.defs.utils import CheckpointError, models_dir, results_dir, save_checkpoint
+from ipynb.fs.defs.models import build_model, preset
+from ipynb.fs.defs.sae import SAE, SAEConfig, info_nce, sae_from_checkpoint, sae_payload, sae_preset
+from ipynb.fs.defs.sae_training import SAE_VARIANT_COLUMNS, sae_losses, train_and_save_sae_variants, train_sae
+from ipynb.fs.defs.training import train_and_save_all
+from ipynb.fs.defs.utils import CheckpointError, Paths, models_dir, results_dir, save_checkpoint
 
 
 def _attention_sae(d=8, n=32, k=4, seed=0, **kw):
@@ -220,7 +209,7 @@ def test_variant_runs_differ_only_in_the_option_under_test():
 
 def test_variants_driver_smoke(tmp_path):
     ds = make_synthetic(n_users=100, n_items=150, n_concepts=4, per_user=8, seed=2)
-    roots = dict(models_root=tmp_path / "models", results_root=tmp_path / "res_csv", ds=ds)
+    roots = dict(paths=Paths.under(tmp_path), ds=ds)
     train_and_save_all("synthetic", ["mf"], epochs=1, retrain=True, progress=False, **roots)
     table = train_and_save_sae_variants("synthetic", ["mf"], smoke=True, progress=False, **roots)
     assert list(table["sae"]) == list(SAE_VARIANT_NAMES) and list(table.columns) == list(SAE_VARIANT_COLUMNS)

@@ -10,29 +10,27 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from ipynb.fs.defs.artifacts import ArtifactName, Artifacts, load_recommender
 from ipynb.fs.defs.data_processing import leave_one_out, load_dataset, make_synthetic
+from ipynb.fs.defs.evaluation import (
+    EVAL_NEGATIVES,
+    EvalSet,
+    evaluate,
+    itempop_metrics,
+    make_eval_set,
+    model_ranks,
+)
+from ipynb.fs.defs.experiments import PRETRAINED, recommender_config, split_of
 from ipynb.fs.defs.models import MFConfig, TrainConfig, build_model, preset
 from ipynb.fs.defs.training import (
-    CHECKPOINT_SPECS,
-    EVAL_NEGATIVES,
-    PRETRAINED,
-    EvalSet,
     NegativeSampler,
     TrainingDiverged,
     check_targets,
-    checkpoint_path,
-    evaluate,
-    itempop_metrics,
-    load_recommender,
-    make_eval_set,
-    model_ranks,
-    recommender_config,
     save_recommender,
-    split_of,
     train_and_save_all,
     train_recommender,
 )
-from ipynb.fs.defs.utils import CheckpointError
+from ipynb.fs.defs.utils import CheckpointError, Paths
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("mf", "ncf", "sasrec")
@@ -128,7 +126,7 @@ def test_nan_loss_raises_and_writes_nothing(syn, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "recommender_config", absurd)
     with pytest.raises(TrainingDiverged, match=r"epoch 1, batch \d+.*smaller lr"):
         training.train_and_save_all("synthetic", ["mf"], retrain=True, progress=False, ds=syn,
-                                    models_root=tmp_path / "models", results_root=tmp_path / "res")
+                                    paths=Paths.under(tmp_path))
     assert not any(tmp_path.rglob("*.*")), list(tmp_path.rglob("*"))
 
 
@@ -145,9 +143,9 @@ def test_checkpoint_round_trip_via_training(syn, tmp_path):
     split = split_of(syn, "ncf")
     model, history = train_recommender(tiny_config("ncf", syn), split, progress=False)
     metrics = evaluate(model, split, "test")
-    save_recommender(model, checkpoint_path("synthetic", "ncf", tmp_path), split, syn, metrics, history,
+    save_recommender(model, Artifacts.of("synthetic", tmp_path).path("ncf"), split, syn, metrics, history,
                      name="ncf", preset_name="default")
-    meta = json.loads((tmp_path / "synthetic" / "ncf.json").read_text())
+    meta = json.loads((tmp_path / "models" / "synthetic" / "ncf.json").read_text())
     for key in ("dataset", "model", "config", "metrics", "data_fingerprint", "dataset_fingerprint", "data_source",
                 "split", "evaluation", "training", "versions", "weights_sha256"):
         assert key in meta, key
@@ -155,7 +153,7 @@ def test_checkpoint_round_trip_via_training(syn, tmp_path):
     assert meta["split"]["kind"] == "random" and meta["split"]["seed"] == 0
     assert meta["evaluation"]["candidate_seed"] == 0 and meta["training"]["epochs_trained"] == 1
     assert set(meta["metrics"]) == {"test", "valid_best"}
-    loaded, _ = load_recommender("synthetic", "ncf", split, root=tmp_path)
+    loaded, _ = load_recommender("synthetic", "ncf", split, paths=tmp_path)
     assert evaluate(loaded, split, "test") == metrics
     users = torch.arange(5)
     torch.testing.assert_close(loaded(users, users), model(users, users), rtol=0, atol=0)
@@ -164,20 +162,21 @@ def test_checkpoint_round_trip_via_training(syn, tmp_path):
 def test_wrong_checkpoint_is_refused(syn, tmp_path):
     split = split_of(syn, "mf")
     model, history = train_recommender(tiny_config("mf", syn), split, progress=False)
-    save_recommender(model, checkpoint_path("synthetic", "mf", tmp_path), split, syn, evaluate(model, split),
+    save_recommender(model, Artifacts.of("synthetic", tmp_path).path("mf"), split, syn, evaluate(model, split),
                      history, name="mf")
-    (tmp_path / "ml-1m").mkdir()
+    models = tmp_path / "models"
+    (models / "ml-1m").mkdir()
     for suffix in (".json", ".safetensors"):  # the synthetic checkpoint copied into the ml-1m folder
-        (tmp_path / "ml-1m" / f"mf{suffix}").write_bytes((tmp_path / "synthetic" / f"mf{suffix}").read_bytes())
-        (tmp_path / "synthetic" / f"ncf{suffix}").write_bytes((tmp_path / "synthetic" / f"mf{suffix}").read_bytes())
+        (models / "ml-1m" / f"mf{suffix}").write_bytes((models / "synthetic" / f"mf{suffix}").read_bytes())
+        (models / "synthetic" / f"ncf{suffix}").write_bytes((models / "synthetic" / f"mf{suffix}").read_bytes())
     with pytest.raises(CheckpointError, match="dataset 'synthetic', not 'ml-1m'"):
-        load_recommender("ml-1m", "mf", root=tmp_path)
+        load_recommender("ml-1m", "mf", paths=tmp_path)
     with pytest.raises(CheckpointError, match="model 'mf', not 'ncf'"):
-        load_recommender("synthetic", "ncf", root=tmp_path)
+        load_recommender("synthetic", "ncf", paths=tmp_path)
     with pytest.raises(CheckpointError, match="fingerprint"):
-        load_recommender("synthetic", "mf", leave_one_out(syn, "random", seed=1), root=tmp_path)
+        load_recommender("synthetic", "mf", leave_one_out(syn, "random", seed=1), paths=tmp_path)
     with pytest.raises(CheckpointError, match="no checkpoint sidecar"):
-        load_recommender("synthetic", "sasrec", root=tmp_path)
+        load_recommender("synthetic", "sasrec", paths=tmp_path)
 
 
 def test_evaluation_matches_brute_force(syn):
@@ -220,9 +219,9 @@ def test_negative_sampler_excludes_history():
 
 
 def test_results_table_and_reuse(syn, tmp_path):
-    kw = dict(progress=False, models_root=tmp_path / "models", results_root=tmp_path / "res", ds=syn)
+    kw = dict(progress=False, paths=Paths.under(tmp_path), ds=syn)
     first = train_and_save_all("synthetic", ["mf", "sasrec"], epochs=1, retrain=True, **kw)
-    csv = tmp_path / "res" / "synthetic" / "recommenders.csv"
+    csv = tmp_path / "res_csv" / "synthetic" / "recommenders.csv"
     assert {"model", "protocol", "split", "hr_at_10", "ndcg_at_10"} <= set(first.columns)
     assert sorted(first["model"].unique()) == ["itempop", "mf", "sasrec"]
     assert len(first) == 2 * 2 + 2 * 2  # two models + ItemPop on each of the two splits, two protocols
@@ -239,11 +238,11 @@ def test_configs_and_targets():
         for name in names:
             config = recommender_config(name, dataset, 50, 40, epochs=3)
             assert config.train.epochs == 3 and config.n_items == 40
-            spec = CHECKPOINT_SPECS[name]
-            assert type(config) is type(preset(spec["model"], "default", 50, 40)) if spec["model"] != "sasrec" else True
+            family = ArtifactName.parse(name).family
+            assert type(config) is type(preset(family, "default", 50, 40)) if family != "sasrec" else True
     assert recommender_config("mf_paper", "ml-1m", 50, 40) == preset("mf", "paper", 50, 40)
     assert recommender_config("ncf_paper", "ml-1m", 50, 40).dim == 20
-    with pytest.raises(ValueError, match="unknown checkpoint"):
+    with pytest.raises(ValueError, match="not a checkpoint name"):
         recommender_config("lightgcn", "ml-1m", 5, 5)
     frame = check_targets(pd.DataFrame({"dataset": "ml-1m", "model": ["mf"] * 2 + ["ncf"], "protocol":
                                         ["sampled", "full", "sampled"], "hr_at_10": [0.83, 0.21, 0.78],
@@ -277,7 +276,7 @@ def test_committed_checkpoints_reproduce_their_metrics(data_root):
         meta = json.loads(sidecar.read_text())
         assert meta["dataset_fingerprint"] == ds.fingerprint and meta["data_source"] == ds.meta["source"]
         split = leave_one_out(ds, meta["split"]["kind"], seed=meta["split"]["seed"])
-        model, _ = load_recommender(dataset, name, split, root=ROOT / "models")
+        model, _ = load_recommender(dataset, name, split, paths=ROOT)
         metrics = evaluate(model, split, "test", candidate_seed=meta["evaluation"]["candidate_seed"])
         for protocol in ("sampled", "full"):
             stored = meta["metrics"]["test"][protocol]
