@@ -61,6 +61,9 @@ def recommenders_section() -> list[str]:
 
 def fidelity_section() -> list[str]:
     """The checkpointed SAE of every recommender, and the paper's figures next to ours."""
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    from ipynb.fs.defs.artifacts import ArtifactName  # checkpoint names are formatted by the registry only
+
     out = []
     cols = ["model", "sae", "n_neurons", "l0", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
             "hr_at_10_original", "hr_at_10_spliced", "dead_frac", "dense_frac", "rbo_trunc_at_30", "tau_b_union_at_30"]
@@ -76,7 +79,7 @@ def fidelity_section() -> list[str]:
             for model, (rbo, tau) in PAPER_FIDELITY.items():
                 rows.append({"model": model, "source": "paper (dim 20, 22 neurons, λ_pred = 10)",
                              "rbo_trunc_at_30": rbo, "tau_b_union_at_30": tau})
-                for rec in (f"{model}_paper", model):
+                for rec in (ArtifactName(model, "paper").recommender, model):
                     hit = first[first["model"] == rec]
                     if len(hit):
                         rows.append({"model": rec, "source": f"ours ({hit['sae'].iloc[0]} SAE)",
