@@ -66,7 +66,7 @@ def fidelity_section() -> list[str]:
 
     out = []
     cols = ["model", "sae", "n_neurons", "l0", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
-            "hr_at_10_original", "hr_at_10_spliced", "dead_frac", "dense_frac", "rbo_trunc_at_30", "tau_b_union_at_30"]
+            "hr_at_10_original", "hr_at_10_spliced", "dead_frac_heldout", "dead_frac_all", "dense_frac", "rbo_trunc_at_30", "tau_b_union_at_30"]
     for dataset in DATASETS:
         table = read(dataset, "sae_fidelity")
         if table is None:
@@ -92,7 +92,7 @@ def fidelity_section() -> list[str]:
             if len(sweep):
                 sweep = sweep[["model", "sae", "l0", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
                                "hr_at_10_spliced_user", "hr_at_10_spliced", "rbo_trunc_at_30",
-                               "dead_frac", "concepts_purity10_ge_09", "epochs", "train_seconds"]]
+                               "dead_frac_all", "pure_concepts", "epochs", "train_seconds"]]
                 out += ["Sparsity curve (TopK, k = 4 … 64), `long` (the default SAE trained for 300 epochs with the "
                         "prediction term at every step) and the paper's λ_pred ablation (paper-preset models); "
                         "train_seconds on the shared 2-core CPU:", "", markdown(sweep), ""]
@@ -103,7 +103,7 @@ def variants_section() -> list[str]:
     """The RecSAE variants next to the plain TopK and the Matryoshka SAE (res_csv/<ds>/sae_variants.csv)."""
     out = []
     cols = ["model", "sae", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau", "hr_at_10_original",
-            "hr_at_10_spliced", "concepts_purity10_ge_09", "dead_frac", "train_seconds"]
+            "hr_at_10_spliced", "pure_concepts", "dead_frac_all", "train_seconds"]
     for dataset in DATASETS:
         table = read(dataset, "sae_variants")
         if table is None:
@@ -114,21 +114,19 @@ def variants_section() -> list[str]:
 
 
 def purity_section() -> list[str]:
-    """Concepts with a pure, significant unit: SAE against the controls."""
+    """Pure concepts (the concepts notebook's one definition, column `pure_concepts`): SAE against the controls."""
     out = []
     for dataset in DATASETS:
-        table = read(dataset, "concept_purity")
+        table = read(dataset, "concept_summary")
         if table is None:
             continue
-        family = MAIN_FAMILY[dataset]
-        main = table[table["concept"].str.startswith(family + ":")]
-        n_concepts = main["concept"].nunique()
-        ok = (main["purity_at_10"] >= 0.9) & (main["lift_at_10"] >= 3) & (main["q_value"] < 0.01)
-        counts = main.assign(ok=ok).groupby(["model", "representation"])["ok"].sum().unstack("representation")
-        counts = counts.reset_index()
+        family, n_concepts = MAIN_FAMILY[dataset], int(table["n_main_concepts"].max())
+        counts = table.pivot_table(index="model", columns="representation", values="pure_concepts", sort=False)
+        counts = counts[[c for c in ("sae", "raw", "pca", "rotation", "untrained_sae") if c in counts]].reset_index()
         counts.columns.name = None
-        out += [f"**{dataset}** — {family}s (of {n_concepts}) with a unit of purity@10 ≥ 0.9, lift ≥ 3, "
-                f"BH q < 0.01 (`res_csv/{dataset}/concept_purity.csv`)", "", markdown(counts, 0), ""]
+        out += [f"**{dataset}** — pure {family}s (of {n_concepts}): the unit with the best purity@10 has purity@10 ≥ 0.9, "
+                f"lift@10 ≥ 3 and BH q < 0.01 (`pure_concepts` in `res_csv/{dataset}/concept_summary.csv`)", "",
+                markdown(counts, 0), ""]
     return out
 
 

@@ -83,7 +83,7 @@ def test_evaluate_sae_fields_and_ranges(planted):
     _, split, tables = planted
     sae, _ = train_sae(_config(tables, epochs=20, n_neurons=32, k=8, prefixes=(8, 32)), tables, progress=False)
     m = evaluate_sae(sae, tables, split)
-    for key in ("rbo_ext_at_20", "rbo_ext_at_20_user", "rbo_trunc_at_30", "dead_frac", "dense_frac"):
+    for key in ("rbo_ext_at_20", "rbo_ext_at_20_user", "rbo_trunc_at_30", "dead_frac_heldout", "dead_frac_all", "dense_frac"):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["rbo_trunc_at_30"] < 0.96  # the paper's truncated RBO cannot reach 1 even for identical lists
     assert 0 < m["l0"] <= 8 + 1e-9 and m["fve_users"] <= 1 and m["fve_items"] <= 1

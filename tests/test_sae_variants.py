@@ -213,7 +213,7 @@ def test_variants_driver_smoke(tmp_path):
     train_and_save_all("synthetic", ["mf"], epochs=1, retrain=True, progress=False, **roots)
     table = train_and_save_sae_variants("synthetic", ["mf"], smoke=True, progress=False, **roots)
     assert list(table["sae"]) == list(SAE_VARIANT_NAMES) and list(table.columns) == list(SAE_VARIANT_COLUMNS)
-    assert table["dead_frac"].between(0, 1).all() and (table["concepts_purity10_ge_09"] >= 0).all()
+    assert table["dead_frac_all"].between(0, 1).all() and (table["pure_concepts"] >= 0).all()
     assert table["code_jaccard_masked"].between(0, 1).all()
     row = table.set_index("sae")
     assert row.loc["contrastive", "contrastive_share"] > 0 and row.loc["attention", "contrastive_share"] == 0
