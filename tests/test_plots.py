@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 from ipynb.fs.defs.plots import (
     PAPER_FIDELITY,
+    NotComputedYet,
     Section,
+    _guard,
     best_per_concept,
     demographic_means,
     fidelity_table,
@@ -28,6 +30,7 @@ from ipynb.fs.defs.plots import (
     top_items_summary,
     top_items_table,
 )
+from ipynb.fs.defs.utils import CheckpointError
 
 
 @pytest.fixture
@@ -254,3 +257,31 @@ def test_model_report_single_level_sae_shows_prefix_fve(fidelity):
     sections = model_report({"sae_fidelity": fidelity, "sae_prefix_fve": pfve}, "mf", prefixes=(8,))
     section = [s for s in sections if s.title.startswith("Matryoshka")][0]
     assert section.title == "Matryoshka prefixes (FVE per prefix)" and "single level" in section.note
+
+
+def test_guard_lets_real_errors_through():
+    def broken():
+        return {}["no_such_column"]
+
+    with pytest.raises(KeyError, match="no_such_column"):
+        _guard("broken section", broken)
+
+    def bad_value():
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        _guard("broken section", bad_value)
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (FileNotFoundError(2, "No such file", "res_csv/ml-1m/concept_purity.csv"), "`concepts`"),
+    (FileNotFoundError(2, "No such file", "res_csv/ml-1m/sae_fidelity.csv"), "training"),
+    (CheckpointError("models/ml-1m/sae_mf.pt is missing"), "training notebook"),
+    (NotComputedYet("run the interventions notebook"), "interventions notebook"),
+])
+def test_guard_missing_result_names_its_producer(error, expected):
+    def missing():
+        raise error
+
+    section = _guard("a section", missing, "note")
+    assert isinstance(section.content, str) and expected in section.content and section.note == "note"
