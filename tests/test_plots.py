@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from ipynb.fs.defs.concepts import pca_scores, popularity_spearman
 from ipynb.fs.defs.plots import (
     PAPER_FIDELITY,
     NotComputedYet,
@@ -25,7 +26,6 @@ from ipynb.fs.defs.plots import (
     plot_prefix_fve,
     plot_purity_heatmap,
     plot_sparsity_curve,
-    popularity_correlations,
     sae_variants_section,
     top_items_summary,
     top_items_table,
@@ -133,6 +133,19 @@ def test_pca_2d_matches_numpy():
     assert np.allclose(np.sort(np.linalg.norm(xy, axis=0))[::-1], s[:2])
 
 
+def test_pca_2d_is_pca_scores_with_deterministic_signs():
+    x = np.random.default_rng(5).normal(size=(15, 4))
+    xy = pca_2d(x)
+    assert np.allclose(np.abs(xy), np.abs(pca_scores(x)[:, :2]))  # same scores, signs fixed
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    reference = (x - x.mean(0)) @ (vt[:2] * np.sign(vt[:2][[0, 1], np.abs(vt[:2]).argmax(1)])[:, None]).T
+    assert np.allclose(xy, reference)  # each axis' largest-magnitude coordinate positive (the previous rule)
+    assert np.allclose(pca_2d(-x), -xy)
+    assert pca_2d(x[:, :1]).shape == (15, 2) and np.allclose(pca_2d(x[:, :1])[:, 1], 0)
+    with pytest.raises(ValueError, match="2-d array"):
+        pca_2d(x[:1])
+
+
 def test_top_items_table():
     codes = np.array([[0.1, 2.0], [0.9, 0.0], [0.5, 1.0]])
     items = pd.DataFrame({"title": ["a", "b", "c"], "genres": ["x", "y", "z"]})
@@ -150,7 +163,7 @@ def test_top_items_table():
 def test_popularity():
     pop = np.log1p(np.arange(10.0))
     codes = np.stack([pop, -pop, np.zeros(10)], axis=1)
-    rho = popularity_correlations(codes, pop)
+    rho = popularity_spearman(codes, pop)  # the one implementation (concepts); NaN for a constant column
     assert np.isclose(rho[0], 1) and np.isclose(rho[1], -1) and np.isnan(rho[2])
     fig = plot_popularity_scatter(codes[:, 0], pop, 0)
     assert len(fig.axes) == 1 and "Spearman ρ = 1.000" in fig.axes[0].get_title()
