@@ -298,3 +298,16 @@ def test_guard_missing_result_names_its_producer(error, expected):
 
     section = _guard("a section", missing, "note")
     assert isinstance(section.content, str) and expected in section.content and section.note == "note"
+
+
+def test_plots_functions_are_short():
+    """model_report is built from section builders: no function of the plots notebook is over 60 lines."""
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "plots.ipynb").read_text())
+    tree = ast.parse("\n\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"))
+    long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60}
+    assert not long, long
