@@ -2,9 +2,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from ipynb.fs.defs.concepts import pca_scores, popularity_spearman
 from ipynb.fs.defs.plots import (
     PAPER_FIDELITY,
+    NotComputedYet,
     Section,
+    _guard,
     best_per_concept,
     demographic_means,
     fidelity_table,
@@ -23,11 +26,11 @@ from ipynb.fs.defs.plots import (
     plot_prefix_fve,
     plot_purity_heatmap,
     plot_sparsity_curve,
-    popularity_correlations,
     sae_variants_section,
     top_items_summary,
     top_items_table,
 )
+from ipynb.fs.defs.utils import CheckpointError
 
 
 @pytest.fixture
@@ -130,6 +133,19 @@ def test_pca_2d_matches_numpy():
     assert np.allclose(np.sort(np.linalg.norm(xy, axis=0))[::-1], s[:2])
 
 
+def test_pca_2d_is_pca_scores_with_deterministic_signs():
+    x = np.random.default_rng(5).normal(size=(15, 4))
+    xy = pca_2d(x)
+    assert np.allclose(np.abs(xy), np.abs(pca_scores(x)[:, :2]))  # same scores, signs fixed
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    reference = (x - x.mean(0)) @ (vt[:2] * np.sign(vt[:2][[0, 1], np.abs(vt[:2]).argmax(1)])[:, None]).T
+    assert np.allclose(xy, reference)  # each axis' largest-magnitude coordinate positive (the previous rule)
+    assert np.allclose(pca_2d(-x), -xy)
+    assert pca_2d(x[:, :1]).shape == (15, 2) and np.allclose(pca_2d(x[:, :1])[:, 1], 0)
+    with pytest.raises(ValueError, match="2-d array"):
+        pca_2d(x[:1])
+
+
 def test_top_items_table():
     codes = np.array([[0.1, 2.0], [0.9, 0.0], [0.5, 1.0]])
     items = pd.DataFrame({"title": ["a", "b", "c"], "genres": ["x", "y", "z"]})
@@ -147,7 +163,7 @@ def test_top_items_table():
 def test_popularity():
     pop = np.log1p(np.arange(10.0))
     codes = np.stack([pop, -pop, np.zeros(10)], axis=1)
-    rho = popularity_correlations(codes, pop)
+    rho = popularity_spearman(codes, pop)  # the one implementation (concepts); NaN for a constant column
     assert np.isclose(rho[0], 1) and np.isclose(rho[1], -1) and np.isnan(rho[2])
     fig = plot_popularity_scatter(codes[:, 0], pop, 0)
     assert len(fig.axes) == 1 and "Spearman ρ = 1.000" in fig.axes[0].get_title()
@@ -254,3 +270,44 @@ def test_model_report_single_level_sae_shows_prefix_fve(fidelity):
     sections = model_report({"sae_fidelity": fidelity, "sae_prefix_fve": pfve}, "mf", prefixes=(8,))
     section = [s for s in sections if s.title.startswith("Matryoshka")][0]
     assert section.title == "Matryoshka prefixes (FVE per prefix)" and "single level" in section.note
+
+
+def test_guard_lets_real_errors_through():
+    def broken():
+        return {}["no_such_column"]
+
+    with pytest.raises(KeyError, match="no_such_column"):
+        _guard("broken section", broken)
+
+    def bad_value():
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        _guard("broken section", bad_value)
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (FileNotFoundError(2, "No such file", "res_csv/ml-1m/concept_purity.csv"), "`concepts`"),
+    (FileNotFoundError(2, "No such file", "res_csv/ml-1m/sae_fidelity.csv"), "training"),
+    (CheckpointError("models/ml-1m/sae_mf.pt is missing"), "training notebook"),
+    (NotComputedYet("run the interventions notebook"), "interventions notebook"),
+])
+def test_guard_missing_result_names_its_producer(error, expected):
+    def missing():
+        raise error
+
+    section = _guard("a section", missing, "note")
+    assert isinstance(section.content, str) and expected in section.content and section.note == "note"
+
+
+def test_plots_functions_are_short():
+    """model_report is built from section builders: no function of the plots notebook is over 60 lines."""
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "plots.ipynb").read_text())
+    tree = ast.parse("\n\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"))
+    long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60}
+    assert not long, long

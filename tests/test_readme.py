@@ -18,3 +18,14 @@ def test_readme_names_only_existing_notebooks():
                  "visualization_SAE_mf", "visualization_SAE_ncf", "visualization_SAE_sasrec", "lastFM_notebook"):
         if f"{name}.ipynb" in text:
             assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), name
+
+
+def test_paper_fidelity_defined_once():
+    """The paper's reported fidelity lives in the experiments notebook; plots and the README script import it."""
+    from ipynb.fs.defs.experiments import PAPER_FIDELITY
+    from ipynb.fs.defs.plots import PAPER_FIDELITY as plots_paper
+
+    assert plots_paper is PAPER_FIDELITY and PAPER_FIDELITY["mf"]["rbo_trunc_at_30"] == 0.543
+    script = (ROOT / "scripts" / "readme_results.py").read_text(encoding="utf-8")
+    assert "PAPER_FIDELITY =" not in script and "from ipynb.fs.defs.experiments import PAPER_FIDELITY" in script
+    assert sum("PAPER_FIDELITY = " in p.read_text(encoding="utf-8") for p in (ROOT / "notebooks").glob("*.ipynb")) == 1

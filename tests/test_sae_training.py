@@ -3,13 +3,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
 from ipynb.fs.defs.evaluation import evaluate_sae, heldout_mask, planted_recovery, representation_tables
 from ipynb.fs.defs.experiments import sae_runs
 from ipynb.fs.defs.models import MFConfig, TrainConfig
 from ipynb.fs.defs.sae import SAEConfig, sae_preset
-from ipynb.fs.defs.sae_training import train_sae
+from ipynb.fs.defs.sae_training import _sample_positives, train_sae
 from ipynb.fs.defs.training import train_recommender
 from ipynb.fs.defs.utils import Paths
 
@@ -213,3 +214,15 @@ def test_committed_saes_reproduce_their_fidelity(data_root):
             got = evaluate_sae(sae, representation_tables(model, split, ds), split)
             for key in ("fve_users", "fve_items", "rbo_ext_at_20", "hr_at_10_original", "hr_at_10_spliced", "l0"):
                 assert got[key] == pytest.approx(stored[key], abs=1e-4), (dataset, name, key, got[key], stored[key])
+
+
+def test_sample_positives_without_any_positive_says_what_to_do():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"no entries.*pred_pos=0"):
+        _sample_positives(sp.csr_matrix((3, 5)), np.array([0, 1, 2]), 4, rng, np.arange(5))
+
+
+def test_sample_positives_falls_back_for_users_without_positives():
+    positives = sp.csr_matrix(([1.0, 1.0], ([0, 0], [2, 4])), shape=(3, 5))
+    picked = _sample_positives(positives, np.array([0, 1, 2]), 6, np.random.default_rng(0), np.array([0, 1]))
+    assert picked.shape == (3, 6) and set(picked[0]) <= {2, 4} and set(picked[1:].ravel()) <= {0, 1}
