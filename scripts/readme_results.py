@@ -206,8 +206,35 @@ def block() -> str:
     return "\n".join(lines + [END])
 
 
+GRAPH_START, GRAPH_END = "<!-- import-graph:start -->", "<!-- import-graph:end -->"
+NOTEBOOK_ORDER = ["utils", "data_processing", "models", "sae", "artifacts", "experiments", "evaluation", "concepts",
+                  "sae_training", "training", "interventions", "plots", "pipelines"]
+
+
+def import_graph() -> dict[str, list[str]]:
+    """Each notebook's ipynb.fs imports (from its code cells), in a dependency-first order."""
+    import ast
+    import json
+
+    graph = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        tree = ast.parse("\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
+        graph[path.stem] = sorted({n.module.rsplit(".", 1)[1] for n in tree.body
+                                   if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("ipynb.fs.")})
+    rank = {name: i for i, name in enumerate(NOTEBOOK_ORDER)}
+    key = lambda name: (rank.get(name, len(rank)), name)  # noqa: E731 - reports after the definition notebooks
+    return {name: sorted(graph[name], key=key) for name in sorted(graph, key=key)}
+
+
+def graph_block() -> str:
+    """The README's import-graph table, markers included."""
+    rows = [f"| `{name}` | {', '.join(f'`{d}`' for d in deps) or '—'} |" for name, deps in import_graph().items()]
+    return "\n".join([GRAPH_START, "| notebook | imports |", "|---|---|", *rows, GRAPH_END])
+
+
 def main(argv=None) -> int:
-    """Rewrite (or --check) the README's results block."""
+    """Rewrite (or --check) the README's results block and import-graph table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
     args = parser.parse_args(argv)
@@ -218,6 +245,9 @@ def main(argv=None) -> int:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     new = head + block() + tail
+    if GRAPH_START in new and GRAPH_END in new:
+        head, rest = new.split(GRAPH_START, 1)
+        new = head + graph_block() + rest.split(GRAPH_END, 1)[1]
     if args.check:
         if new != text:
             print("README.md results are out of date: run python scripts/readme_results.py", file=sys.stderr)

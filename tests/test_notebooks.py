@@ -124,7 +124,8 @@ def test_definition_notebook_imports(name):
 
 
 def test_readme_import_graph_is_true():
-    """The import-graph table in the README lists exactly each notebook's ipynb imports, every notebook once."""
+    """The import-graph table in the README (written by scripts/readme_results.py) lists exactly each notebook's
+    ipynb imports, every notebook once."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- import-graph:start -->")[1].split("<!-- import-graph:end -->")[0]
     table = {}
