@@ -167,3 +167,69 @@ def test_edit_delta_is_exactly_zero_without_an_edit_and_checks_shapes():
     assert torch.equal(sae.edit(users, "user", z.clone()), users)
     with pytest.raises(ValueError, match="codes must both be"):
         sae.edit_delta(z, z[:, :8], "user")
+
+
+def test_activation_registry_flags():
+    from ipynb.fs.defs.sae import ACTIVATIONS, SAE_ACTIVATIONS
+
+    assert SAE_ACTIVATIONS == tuple(ACTIVATIONS) and "jumprelu" in ACTIVATIONS
+    assert ACTIVATIONS["topk"].uses_k and ACTIVATIONS["batchtopk"].needs_aux
+    assert not ACTIVATIONS["relu"].uses_k and not ACTIVATIONS["jumprelu"].needs_aux
+    SAEConfig(8, 4, activation="jumprelu", k=64)  # k is not read by JumpReLU, so it is not checked
+
+
+def test_jumprelu_codes_are_zero_below_threshold_and_pre_above():
+    sae, users, _ = _sae(activation="jumprelu")
+    assert "log_threshold" in sae.state_dict() and "log_threshold" not in _sae()[0].state_dict()
+    with torch.no_grad():
+        sae.log_threshold.copy_(torch.linspace(-3.0, 0.5, 32))  # θ from 0.05 to 1.6
+    pre = sae.pre_activation(users, "user")
+    z = sae.activate(pre)
+    theta = sae.log_threshold.exp()
+    above = pre > theta
+    assert above.any() and (~above).any()
+    assert torch.equal(z[above], pre[above]) and z[~above].eq(0).all()
+
+
+def test_jumprelu_threshold_gets_a_straight_through_gradient():
+    from ipynb.fs.defs.sae import JUMPRELU_BANDWIDTH
+
+    sae, users, _ = _sae(activation="jumprelu")
+    pre = sae.pre_activation(users, "user").detach()
+    with torch.no_grad():  # put each neuron's threshold just below one of its pre-activations (inside the window)
+        sae.log_threshold.copy_((pre.abs().max(0).values - JUMPRELU_BANDWIDTH / 4).clamp_min(1e-3).log())
+    z = sae.activate(pre.abs())
+    z.sum().backward()
+    grad = sae.log_threshold.grad
+    assert grad is not None and grad.ne(0).any() and (grad <= 0).all()  # raising θ removes active mass
+
+
+def test_jumprelu_sae_trains_and_its_loss_decreases():
+    from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
+    from ipynb.fs.defs.evaluation import representation_tables
+    from ipynb.fs.defs.models import MFConfig, build_model
+    from ipynb.fs.defs.sae_training import train_sae
+
+    ds = make_synthetic(n_users=80, n_items=60, per_user=8, seed=0)
+    split = leave_one_out(ds, "random", seed=0)
+    tables = representation_tables(build_model(MFConfig(ds.n_users, ds.n_items, dim=8), seed=0), split, ds,
+                                   top_n=10)
+    cfg = SAEConfig(input_dim=8, n_neurons=32, activation="jumprelu", lambda_pred=0.0, epochs=8, batch_size=32,
+                    lr=3e-3)
+    sae, history = train_sae(cfg, tables, progress=False)
+    assert history[-1]["total"] < history[0]["total"]
+    assert not torch.allclose(sae.log_threshold.exp(), torch.full((32,), 1e-3))  # θ was learned
+
+
+def test_committed_sae_checkpoints_still_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    sidecars = sorted(root.glob("*/sae_*.json"))
+    if not sidecars:
+        pytest.skip("no committed SAE checkpoints")
+    for sidecar in sidecars:
+        if not sidecar.with_suffix(".safetensors").is_file():
+            continue
+        sae = sae_from_checkpoint(sidecar.with_suffix(""))
+        assert sae.config.activation in ("relu", "topk", "batchtopk") and not hasattr(sae, "log_threshold")

@@ -132,9 +132,10 @@ def test_nan_loss_raises_and_writes_nothing(syn, tmp_path, monkeypatch):
 
 def test_nan_from_the_data_side_is_caught(syn, tsplit, monkeypatch):
     import ipynb.fs.defs.training as training
+    from ipynb.fs.defs.models import MF
 
-    monkeypatch.setattr(training, "_pair_bce_loss",
-                        lambda model, batch, l2, listwise=False: (torch.tensor(float("nan"), requires_grad=True), 1))
+    monkeypatch.setattr(MF, "train_loss",
+                        lambda self, batch, tc, sampler=None, rng=None: (torch.tensor(float("nan"), requires_grad=True), 1))
     with pytest.raises(TrainingDiverged, match="nan"):
         training.train_recommender(tiny_config("mf", syn), tsplit, progress=False)
 
@@ -243,7 +244,7 @@ def test_configs_and_targets():
     assert recommender_config("mf_paper", "ml-1m", 50, 40) == preset("mf", "paper", 50, 40)
     assert recommender_config("ncf_paper", "ml-1m", 50, 40).dim == 20
     with pytest.raises(ValueError, match="not a checkpoint name"):
-        recommender_config("lightgcn", "ml-1m", 5, 5)
+        recommender_config("gru4rec", "ml-1m", 5, 5)
     frame = check_targets(pd.DataFrame({"dataset": "ml-1m", "model": ["mf"] * 2 + ["ncf"], "protocol":
                                         ["sampled", "full", "sampled"], "hr_at_10": [0.83, 0.21, 0.78],
                                         "ndcg_at_10": [0.57, 0.1, 0.5]}))
