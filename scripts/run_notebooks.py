@@ -4,11 +4,15 @@
     python scripts/run_notebooks.py                       # the report notebooks on the pretrained models
     python scripts/run_notebooks.py visualization_SAE_mf -p DATASET ml-1m
     python scripts/run_notebooks.py --smoke               # every report notebook on tiny synthetic data
+    python scripts/run_notebooks.py -p DATASET ml-100k --run-dir runs/ml-100k-20260101-120000   # a run's reports
 
-Executed copies and HTML go to reports/ (git-ignored; $MONOSEMREC_REPORTS_DIR moves it). The committed
-notebooks are never modified. Exit status is non-zero when any notebook fails; the others still run.
+Executed copies and HTML go to reports/<dataset>/<notebook>.html (git-ignored; $MONOSEMREC_REPORTS_DIR moves
+reports/), or with --run-dir to <run>/reports/<dataset>/ (the notebooks get -p RUN_DIR <run> and read that run's
+models/ and res_csv/). The committed notebooks are never modified. Exit status is non-zero when any notebook
+fails; the others still run.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -30,6 +34,28 @@ def parse_value(text: str):
         except ValueError:
             pass
     return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+# Notebooks whose dataset is fixed (no DATASET parameter).
+FIXED_DATASET = {"lastFM_notebook": "lastfm"}
+
+
+def report_dataset(name: str, parameters: dict) -> str:
+    """The dataset a report notebook will show: SMOKE -> synthetic, else DATASET (given, or its parameters cell)."""
+    if parameters.get("SMOKE"):
+        return "synthetic"
+    if "DATASET" in parameters:
+        return str(parameters["DATASET"])
+    if name in FIXED_DATASET:
+        return FIXED_DATASET[name]
+    source = NOTEBOOKS / f"{name}.ipynb"
+    if source.is_file():
+        for cell in json.loads(source.read_text())["cells"]:
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                for line in "".join(cell["source"]).splitlines():
+                    if line.replace(" ", "").startswith("DATASET="):
+                        return line.split("=", 1)[1].strip().strip("\"'")
+    return "all"
 
 
 def render(name: str, parameters: dict, out_dir: Path, timeout: int) -> float:
@@ -68,6 +94,7 @@ def main(argv=None) -> int:
                     help="papermill parameter, e.g. -p DATASET ml-1m (repeatable)")
     ap.add_argument("--smoke", action="store_true", help="pass SMOKE=True: tiny synthetic runs, for tests")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds a single cell may take")
+    ap.add_argument("--run-dir", default=None, help="a run folder: pass -p RUN_DIR and write <run>/reports/<dataset>/")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(NOTEBOOKS))
@@ -81,10 +108,16 @@ def main(argv=None) -> int:
     parameters = {k: parse_value(v) for k, v in args.parameter}
     if args.smoke:
         parameters["SMOKE"] = True
-    out_dir = reports_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.run_dir:
+        run = Path(args.run_dir).expanduser().resolve()
+        parameters["RUN_DIR"] = str(run)
+        reports_root = run / "reports"
+    else:
+        reports_root = reports_dir()
     failed = []
     for name in names:
+        out_dir = reports_root / report_dataset(name, parameters)  # datasets never overwrite each other
+        out_dir.mkdir(parents=True, exist_ok=True)
         try:
             seconds = render(name, parameters, out_dir, args.timeout)
             print(f"ok      {name:28s} {seconds:7.1f} s -> {out_dir / (name + '.html')}")
@@ -93,7 +126,7 @@ def main(argv=None) -> int:
             print(f"FAILED  {name:28s} {failure_message(e)}")
             if getattr(e, "ename", None):  # an error inside the notebook: the executed copy shows where
                 print(f"        the executed notebook with the traceback: {out_dir / (name + '.ipynb')}")
-    print(f"{len(names) - len(failed)} rendered, {len(failed)} failed; reports in {out_dir}")
+    print(f"{len(names) - len(failed)} rendered, {len(failed)} failed; reports in {reports_root}")
     return 1 if failed else 0
 
 
