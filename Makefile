@@ -1,7 +1,7 @@
 # monosemrec — the two commands of the README, and a few helpers.
 PYTHON ?= python3
 
-.PHONY: setup test lint reports smoke-reports clean-reports
+.PHONY: setup test lint reports smoke-reports clean-reports retrain promote
 
 setup:  ## install the pinned runtime and test requirements
 	$(PYTHON) -m pip install -q -r requirements-dev.txt

@@ -1,9 +1,15 @@
-"""Readable tracebacks for code imported from notebooks with the `ipynb` package.
+"""What the first cell of every runnable notebook installs: readable tracebacks and text progress bars.
+
+Tracebacks: code imported from notebooks with the `ipynb` package.
 
 `ipynb.fs.defs` / `ipynb.fs.full` compile the code cells of `X.ipynb` joined into one source, under the file name
 `.../X.ipynb`. A traceback then names the notebook and the function, but shows the line of the *JSON file* at that
 line number. `install()` wraps both loaders so that the joined source is registered in `linecache` under the
 notebook's path: tracebacks (plain Python, IPython, papermill) show the notebook's own code line.
+
+Progress: `from tqdm.auto import tqdm` picks a notebook widget inside a kernel, which papermill and `make` show
+frozen (or not at all). `install()` points `tqdm.auto.tqdm` at the plain-text bar (rate and ETA) on stderr, so
+any later `from tqdm.auto import tqdm` (e.g. inside a function) gets text (utils.progress_bar is the same bar).
 """
 import json
 import linecache
@@ -39,10 +45,22 @@ def _wrap(loader_class) -> None:
     loader_class.get_code = get_code
 
 
+def text_progress() -> None:
+    """Make `tqdm.auto.tqdm` the plain-text tqdm bar on stderr (never a widget)."""
+    import sys
+    from functools import partial
+
+    import tqdm.auto
+    import tqdm.std
+
+    tqdm.auto.tqdm = partial(tqdm.std.tqdm, file=sys.stderr, ascii=True)
+
+
 def install() -> bool:
-    """Wrap the ipynb.fs.defs and ipynb.fs.full loaders (once); True when this call installed them."""
+    """Readable notebook tracebacks (wrap the ipynb loaders) and text progress bars, once; True when this call did it."""
     if _INSTALLED:
         return False
+    text_progress()
     from ipynb.fs.defs import FilteredLoader
     from ipynb.fs.full import FullLoader
 
