@@ -20,3 +20,11 @@ smoke-reports: setup  ## the same on tiny synthetic data (seconds)
 
 clean-reports:
 	rm -rf reports
+
+retrain: setup  ## retrain one dataset end to end into a run folder: make retrain DATASET=ml-100k [RUN=runs/x]
+	@test -n "$(DATASET)" || { echo "make retrain needs DATASET=ml-1m|lastfm|ml-100k (and optionally RUN=runs/<name>)"; exit 2; }
+	$(PYTHON) scripts/retrain.py $(DATASET) $(if $(RUN),--run $(RUN))
+
+promote:  ## copy a finished run over the shipped models/ and res_csv/: make promote RUN=runs/<name>
+	@test -n "$(RUN)" || { echo "make promote needs RUN=runs/<name> (a finished run of make retrain)"; exit 2; }
+	$(PYTHON) scripts/promote_run.py $(RUN)
