@@ -11,6 +11,7 @@ from ipynb.fs.defs.plots import (
     best_per_concept,
     demographic_means,
     fidelity_table,
+    frontier_series,
     load_results,
     matryoshka_level,
     model_report,
@@ -25,6 +26,7 @@ from ipynb.fs.defs.plots import (
     plot_popularity_scatter,
     plot_prefix_fve,
     plot_purity_heatmap,
+    plot_recipe_frontier,
     plot_sparsity_curve,
     sae_variants_section,
     top_items_summary,
@@ -311,3 +313,38 @@ def test_plots_functions_are_short():
     long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
             if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60}
     assert not long, long
+
+
+def _with_recipe(fidelity):
+    recipe = pd.DataFrame({"model": ["mf"] * 5 + ["ncf"] * 2,
+                           "sae": ["recipe_k4", "recipe_k8", "recipe_k4_pursuit", "recipe_k8_pursuit",
+                                   "recipe_k32_seed1", "recipe_k4", "recipe_k4_pursuit"],
+                           "l0": [4.0, 8.0, 4.0, 8.0, 32.0, 4.0, 4.0], "fve_users": [0.6, 0.7, 0.7, 0.8, 0.9, 0.5, 0.6],
+                           "fve_items": [0.6, 0.7, 0.7, 0.8, 0.9, 0.5, 0.6],
+                           "rbo_ext_at_20": [0.4, 0.5, 0.5, 0.6, 0.8, 0.3, 0.4]})
+    return pd.concat([fidelity, recipe], ignore_index=True)
+
+
+def test_recipe_frontier_one_column_per_model(fidelity):
+    table = _with_recipe(fidelity)
+    series = frontier_series(table)
+    assert "recipe_k32_seed1" not in set(series["sae"]) and "paper" not in set(series["sae"])
+    fig = plot_recipe_frontier(table)
+    assert len(fig.axes) == 2 * 2  # FVE and RBO rows x models mf, ncf (ncf_paper has no frontier row: no panel)
+    mf_fve = {line.get_label(): list(line.get_xdata()) for line in fig.axes[0].lines}
+    assert mf_fve == {"default TopK (topk_k*)": [4.0, 8.0], "recipe, linear encoder": [4.0, 8.0],
+                      "recipe, pursuit encoder": [4.0, 8.0], "default SAE": [16.0]}
+    assert list(fig.axes[2].lines[1].get_ydata()) == [0.4, 0.5]  # mf RBO, linear encoder
+    with pytest.raises(ValueError, match="no recipe rows"):
+        plot_recipe_frontier(fidelity)
+    with pytest.raises(ValueError, match="rbo_ext_at_20"):
+        plot_recipe_frontier(table.drop(columns="rbo_ext_at_20"))
+
+
+def test_model_report_shows_the_recipe_frontier(fidelity, purity):
+    sections = model_report({"sae_fidelity": _with_recipe(fidelity), "concept_purity": purity}, "mf")
+    titles = [s.title for s in sections]
+    assert titles[:4] == ["Fidelity summary", "Fidelity table", "Sparsity curve (L0 sweep)",
+                          "Recipe frontier (linear vs pursuit encoder)"]
+    frontier = sections[3].content
+    assert not isinstance(frontier, str) and len(frontier.axes) == 2

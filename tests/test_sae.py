@@ -1,4 +1,6 @@
 """The Matryoshka SAE and its loss terms (SPEC §4)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,10 @@ from ipynb.fs.defs.sae import (
     firing_rate_estimate,
     kl_sparsity,
     prediction_loss,
+    pursuit_encode,
     sae_from_checkpoint,
     sae_payload,
+    sae_preset,
 )
 
 
@@ -233,3 +237,63 @@ def test_committed_sae_checkpoints_still_load():
             continue
         sae = sae_from_checkpoint(sidecar.with_suffix(""))
         assert sae.config.activation in ("relu", "topk", "batchtopk") and not hasattr(sae, "log_threshold")
+
+
+# --- the pursuit encoder (issue 11) ---
+def _planted_dictionary(n=96, d=48, atoms=3, rows=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dictionary = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
+    codes = torch.zeros(rows, n)
+    for r in range(rows):
+        codes[r, torch.randperm(n, generator=g)[:atoms]] = 0.5 + torch.rand(atoms, generator=g)
+    return dictionary, codes
+
+
+def test_pursuit_reconstructs_a_planted_sparse_combination_exactly():
+    dictionary, codes = _planted_dictionary()
+    z = pursuit_encode(codes @ dictionary, dictionary, k=8)
+    assert torch.allclose(z @ dictionary, codes @ dictionary, atol=1e-4)
+    assert torch.equal(z != 0, codes != 0) and torch.allclose(z, codes, atol=1e-3)
+
+
+def test_pursuit_sae_codes_are_k_sparse_non_negative_and_only_at_inference():
+    sae, users, _ = _sae(encoder="pursuit", k=4)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.nn.functional.normalize(sae.W_dec, dim=1))
+    sae.eval()
+    z = sae.encode(users, "user")
+    assert ((z != 0).sum(1) <= 4).all() and (z >= 0).all() and (z != 0).any()
+    linear = SAE(dataclasses.replace(sae.config, encoder="linear"))
+    linear.load_state_dict(sae.state_dict())
+    linear.eval()
+    fve = lambda s: 1 - ((s.decode(s.encode(users, "user"), "user") - users) ** 2).sum() / (users - users.mean(0)).pow(2).sum()  # noqa: E731
+    assert fve(sae) >= fve(linear) - 1e-6  # pursuit reconstructs at least as well as the amortised encoder here
+    sae.train()
+    assert torch.equal(sae.encode(users, "user"), linear.activate(linear.pre_activation(users, "user")))
+
+
+def test_linear_encoder_is_the_default_and_unchanged():
+    sae, users, _ = _sae()
+    assert sae.config.encoder == "linear" and not sae.uses_pursuit
+    sae.eval()
+    assert torch.equal(sae.encode(users, "user"), sae.activate(sae.pre_activation(users, "user")))
+
+
+def test_pursuit_needs_a_k_sparse_linear_decoder_and_recipe_fields_need_steps():
+    for bad in ({"encoder": "pursuit", "activation": "relu"}, {"encoder": "pursuit", "attn_heads": 2},
+                {"encoder": "nmf"}, {"grad_clip": 1.0}, {"dict_init": "data"}, {"steps": 10, "pred_finetune_steps": 20},
+                {"pred_loss": "gram"}, {"steps": 10, "dead_rate": 0.01, "activation": "relu"}):
+        with pytest.raises(ValueError):
+            SAEConfig(**{"input_dim": 8, "n_neurons": 32, "k": 4, **bad})
+
+
+def test_old_sidecars_load_with_the_new_fields_at_their_defaults():
+    new = ("steps", "warmup_steps", "decay_frac", "grad_clip", "dict_init", "remove_parallel_grad",
+           "pred_finetune_steps", "finetune_lr", "dead_rate", "homeostasis", "encoder")
+    names = [f.name for f in dataclasses.fields(SAEConfig)]
+    assert tuple(names[-len(new):]) == new  # appended at the end: the stored field order is kept
+    for preset in ("default", "paper"):
+        old = {k: v for k, v in dataclasses.asdict(sae_preset(preset, 64)).items() if k not in new}
+        assert SAEConfig.from_dict(old) == sae_preset(preset, 64)
+    recipe = sae_preset("recipe", 64)
+    assert recipe.steps > recipe.pred_finetune_steps > 0 and recipe.dict_init == "data" and recipe.encoder == "linear"

@@ -8,7 +8,10 @@ from ipynb.fs.defs.sae import SAEConfig
 FIELDS = ("input_dim", "n_neurons", "activation", "k", "prefixes", "tied", "lambda_emb", "lambda_pred",
           "lambda_l1", "lambda_kl", "rho", "kl_temperature", "lambda_aux", "aux_k", "dead_steps", "pred_loss",
           "pred_random", "pred_top", "pred_pos", "pred_every", "epochs", "batch_size", "lr", "seed", "attn_heads",
-          "attn_dropout", "lambda_contrastive", "contrastive_temperature", "contrastive_noise")
+          "attn_dropout", "lambda_contrastive", "contrastive_temperature", "contrastive_noise",
+          # issue 11 (appended; defaults keep the epoch schedule and the linear encoder)
+          "steps", "warmup_steps", "decay_frac", "grad_clip", "dict_init", "remove_parallel_grad",
+          "pred_finetune_steps", "finetune_lr", "dead_rate", "homeostasis", "encoder")
 
 
 def _class_source() -> list[str]:

@@ -124,11 +124,14 @@ def test_sae_runs_first_row_and_sweeps():
     long = dict(runs)["long"]
     assert (long.epochs, long.pred_every) == (300, 1) and dataclasses.replace(long, epochs=runs[0][1].epochs,
                                                                               pred_every=runs[0][1].pred_every) == runs[0][1]
-    assert names[-1] == "long"  # appended: the order numbers of the committed rows do not move
+    assert names[7] == "long"  # appended: the order numbers of the committed rows do not move
+    assert all(name.startswith("recipe_") for name in names[8:]) and "recipe_k4_pursuit" in names
     paper = sae_runs("ml-1m", "ncf_paper", 20)
     assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
     assert [cfg.lambda_pred for _, cfg in paper[1:]] == [0.0, 1.0, 2.0, 5.0, 10.0]
-    assert [name for name, _ in sae_runs("lastfm", "mf", 64)] == ["default"]
+    lastfm = [name for name, _ in sae_runs("lastfm", "mf", 64)]
+    assert lastfm[0] == "default" and all(name.startswith("recipe_") for name in lastfm[1:])
+    assert [name for name, _ in sae_runs("lastfm", "ncf", 32)] == ["default"]
 
 
 @pytest.fixture
@@ -226,3 +229,63 @@ def test_sample_positives_falls_back_for_users_without_positives():
     positives = sp.csr_matrix(([1.0, 1.0], ([0, 0], [2, 4])), shape=(3, 5))
     picked = _sample_positives(positives, np.array([0, 1, 2]), 6, np.random.default_rng(0), np.array([0, 1]))
     assert picked.shape == (3, 6) and set(picked[0]) <= {2, 4} and set(picked[1:].ravel()) <= {0, 1}
+
+
+# --- the steps-based recipe (issue 11) ---
+def _recipe(tables, **kw):
+    base = dict(n_neurons=16, k=2, lambda_pred=1.0, pred_loss="listwise", pred_every=1, batch_size=64, lr=3e-3,
+                steps=120, warmup_steps=10, decay_frac=0.4, grad_clip=1.0, dict_init="data", remove_parallel_grad=True,
+                pred_finetune_steps=40, finetune_lr=1e-3, dead_rate=0.01, homeostasis=0.01)
+    return SAEConfig(input_dim=tables.users.shape[1], **{**base, **kw})
+
+
+def test_recipe_trains_by_steps_seeded_with_two_phases(planted):
+    ds, split, tables = planted
+    cfg = _recipe(tables)
+    a, ha = train_sae(cfg, tables, progress=False)
+    b, _ = train_sae(cfg, tables, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert [h["steps"] for h in ha] == [80, 40] and ha[0]["pred"] == 0 and ha[1]["pred"] > 0
+    assert torch.allclose(a.decoder().norm(dim=1), torch.ones(16), atol=1e-5)
+    m = evaluate_sae(a, tables, split)
+    assert m["fve_users"] > 0.3 and m["dead_frac_all"] < 0.5
+
+
+def test_recipe_pursuit_row_shares_the_dictionary_and_reconstructs_better(planted):
+    ds, split, tables = planted
+    cfg = _recipe(tables, k=3)
+    sae, _ = train_sae(cfg, tables, progress=False)
+    pursuit = train_sae(dataclasses.replace(cfg, encoder="pursuit"), tables, progress=False)[0]
+    assert all(torch.equal(x, y) for x, y in zip(sae.state_dict().values(), pursuit.state_dict().values(), strict=True))
+    lin, pur = evaluate_sae(sae, tables, split), evaluate_sae(pursuit, tables, split)
+    assert pur["l0"] <= 3 and pur["fve_users"] >= lin["fve_users"] - 1e-6 and pur["fve_items"] >= lin["fve_items"] - 1e-6
+
+
+def test_gram_loss_is_exact_for_mf_and_refused_elsewhere(planted):
+    from ipynb.fs.defs.sae import SAE
+    from ipynb.fs.defs.sae_training import gram_matrices
+    ds, split, tables = planted
+    sae = SAE(_recipe(tables, pred_loss="gram"))
+    sae.fit_scaling(tables.users[tables.train_rows], tables.items[tables.train_items])
+    grams = gram_matrices(sae, tables)
+    q = tables.items[tables.train_items]
+    err = torch.randn(5, q.shape[1])  # an error in standardised units: score change = (err · s) q
+    exact = ((err * sae.scale("user")) @ q.t()).pow(2).mean(1)
+    ratio = ((err @ grams["user"]) * err).sum(1) / exact
+    assert torch.allclose(ratio, ratio[0].expand(5), rtol=1e-4)  # the same normalising constant for every row
+    trained, history = train_sae(_recipe(tables, pred_loss="gram"), tables, progress=False)
+    assert history[1]["pred"] > 0
+
+    class NotDot:
+        MODEL_NAME = "ncf"
+    with pytest.raises(ValueError, match="dot-product"):
+        gram_matrices(sae, dataclasses.replace(tables, model=NotDot()) if dataclasses.is_dataclass(tables)
+                      else type("T", (), {**tables.__dict__, "model": NotDot()})())
+
+
+def test_epoch_schedule_ignores_the_recipe_machinery(planted):
+    _, _, tables = planted
+    cfg = _config(tables, epochs=3, lambda_pred=0.5, pred_loss="listwise")
+    assert cfg.steps == 0 and cfg.encoder == "linear"
+    a, ha = train_sae(cfg, tables, progress=False)
+    assert [h["epoch"] for h in ha] == [0, 1, 2]
