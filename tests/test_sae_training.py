@@ -289,3 +289,18 @@ def test_epoch_schedule_ignores_the_recipe_machinery(planted):
     assert cfg.steps == 0 and cfg.encoder == "linear"
     a, ha = train_sae(cfg, tables, progress=False)
     assert [h["epoch"] for h in ha] == [0, 1, 2]
+
+
+def test_train_sae_pins_and_restores_the_thread_count(planted):
+    """SAE training runs on config.threads torch threads and gives the caller its own count back."""
+    tiny_tables = planted[2]
+    before = torch.get_num_threads()
+    seen = []
+    cfg = dataclasses.replace(sae_preset("default", tiny_tables.users.shape[1], n_neurons=16, k=2, epochs=1), threads=1)
+    original = torch.set_num_threads
+    try:
+        torch.set_num_threads = lambda n: (seen.append(n), original(n))[1]
+        train_sae(cfg, tiny_tables, progress=False)
+    finally:
+        torch.set_num_threads = original
+    assert seen[0] == 1 and seen[-1] == before and torch.get_num_threads() == before
