@@ -29,7 +29,7 @@ COMPLETE_AFTER = "interventions"
 # report notebook -> the recommender it shows (None: the dataset overview of lastfm)
 REPORTS = {"visualization_SAE_mf": "mf", "visualization_SAE_ncf": "ncf", "visualization_SAE_sasrec": "sasrec",
            "lastFM_notebook": None}
-RECOMMENDER_KEYS = ["model", "protocol"]
+RECOMMENDER_KEYS = ["model", "split", "protocol"]  # itempop has a row per split
 RECOMMENDER_METRICS = ["hr_at_10", "ndcg_at_10"]
 SAE_KEYS = ["model", "sae"]
 SAE_METRICS = ["fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau", "hr_at_10_spliced"]

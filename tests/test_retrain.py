@@ -86,6 +86,13 @@ def test_comparison_table_shows_new_shipped_and_diff(tmp_path):
     frame = retrain.compare(tmp_path / "n.csv", tmp_path / "o.csv", ["model", "protocol"], ["hr_at_10", "ndcg_at_10"])
     assert frame.loc[0, "hr_at_10_new"] == 0.30 and frame.loc[0, "hr_at_10_shipped"] == 0.25
     assert frame.loc[0, "hr_at_10_diff"] == pytest.approx(0.05) and frame.loc[0, "ndcg_at_10_diff"] == 0
+    # ItemPop has one row per split: the recommender keys pair them by split, never across splits
+    rows = {"model": ["itempop"] * 2, "split": ["random", "temporal"], "protocol": ["full"] * 2,
+            "hr_at_10": [0.14, 0.08], "ndcg_at_10": [0.07, 0.04]}
+    pd.DataFrame(rows).to_csv(tmp_path / "n.csv")
+    pd.DataFrame(rows).to_csv(tmp_path / "o.csv")
+    frame = retrain.compare(tmp_path / "n.csv", tmp_path / "o.csv", retrain.RECOMMENDER_KEYS, ["hr_at_10", "ndcg_at_10"])
+    assert len(frame) == 2 and (frame["hr_at_10_diff"] == 0).all()
 
 
 def test_promote_copies_a_complete_run_and_refuses_a_partial_one(smoke_retrain, tmp_path, capsys):
