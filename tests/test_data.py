@@ -313,3 +313,21 @@ def test_ml1m_random_split_is_complete(data_root):
     split = leave_one_out(ds, "random", seed=0)
     assert len(split.test) == len(split.valid) == 6_040
     assert len(split.train) == len(ds.interactions) - 2 * 6_040
+
+
+def test_make_planted_has_the_structure_it_promises():
+    from ipynb.fs.defs.data_processing import make_planted
+
+    ds = make_planted(n_users=300, n_items=200, n_concepts=20, correlated_pairs=3, per_user=12, seed=1)
+    concepts = ds.item_concepts.to_numpy()
+    assert concepts.shape[1] == 20 and concepts.sum(1).min() >= 1
+    assert concepts[:, 0].sum() > concepts[:, 19].sum()  # Zipf frequencies
+    for pair in range(3):  # the partner of a paired concept is far more likely with it than without it
+        assert concepts[concepts[:, 2 * pair] == 1, 2 * pair + 1].mean() > concepts[concepts[:, 2 * pair] == 0, 2 * pair + 1].mean()
+    users = ds.user_concepts.to_numpy()
+    assert users.sum(1).min() >= 2 and users.sum(1).max() <= 4
+    assert (ds.interactions.groupby("user").size() == 12).all()
+    same = make_planted(n_users=300, n_items=200, n_concepts=20, correlated_pairs=3, per_user=12, seed=1)
+    assert same.fingerprint == ds.fingerprint
+    with pytest.raises(ValueError, match="concepts_per_item"):
+        make_planted(n_concepts=4, concepts_per_item=(1, 5))
