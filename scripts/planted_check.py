@@ -33,6 +33,7 @@ from ipynb.fs.defs.sae_training import train_sae  # noqa: E402
 from ipynb.fs.defs.training import train_recommender  # noqa: E402
 from ipynb.fs.defs.utils import results_dir, write_csv  # noqa: E402
 
+DATA_SIZED = "data_sized"  # a control preset name: an SAE sized to the planted truth
 # (name, make_planted arguments, MF dimension): the base scenario and one change at a time
 SCENARIOS = [("base", {}, 48), ("dim32", {}, 32), ("dim64", {}, 64), ("concepts20", {"n_concepts": 20}, 48),
              ("concepts60", {"n_concepts": 60}, 48), ("per_item_1_2", {"concepts_per_item": (1, 2)}, 48),
@@ -58,7 +59,11 @@ def preset_rows(presets, seeds, scenarios=SCENARIOS) -> list[dict]:
             model, split, history = mf_on(ds, dim, seed)
             tables = representation_tables(model, split, ds, seed=seed)
             for preset in presets:
-                config = sae_preset(preset, dim, "mf", seed=seed)
+                if preset == DATA_SIZED:  # the control that is told the answer: one neuron per concept, k = 3
+                    config = SAEConfig(input_dim=dim, n_neurons=ds.item_concepts.shape[1], activation="topk", k=3,
+                                       lambda_pred=0.0, epochs=100, batch_size=64, lr=3e-3, seed=seed)
+                else:
+                    config = sae_preset(preset, dim, "mf", seed=seed)
                 sae, _ = train_sae(config, tables, progress=False)
                 result = planted_recovery(sae, tables, ds.item_concepts)
                 rows.append({"scenario": name, "preset": preset, "seed": seed, "mf_dim": dim,
@@ -86,7 +91,8 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--sae-epochs", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--presets", nargs="+", default=None, help="SAE presets on the make_planted scenarios instead")
+    ap.add_argument("--presets", nargs="+", default=None,
+                    help=f"SAE presets on the make_planted scenarios instead ('{DATA_SIZED}': the control told the answer)")
     args = ap.parse_args(argv)
     if args.presets:
         table = pd.DataFrame(preset_rows(args.presets, args.seeds))
