@@ -304,3 +304,16 @@ def test_train_sae_pins_and_restores_the_thread_count(planted):
     finally:
         torch.set_num_threads = original
     assert seen[0] == 1 and seen[-1] == before and torch.get_num_threads() == before
+
+
+def test_sae_runs_record_the_provenance_of_their_rows(smoke_models):
+    """train_and_save_saes records which checkpoint versions its rows came from, so reports can spot stale rows."""
+    import json
+
+    from ipynb.fs.defs.artifacts import stale_results
+
+    _, roots, tmp = smoke_models
+    record = json.loads((tmp / "res_csv" / "synthetic" / "provenance.json").read_text())
+    sidecar = json.loads((tmp / "models" / "synthetic" / "sae_mf.json").read_text())
+    assert record["sae_fidelity.csv"]["sae_mf"] == sidecar["weights_sha256"]
+    assert stale_results("synthetic", roots["paths"]) == []
