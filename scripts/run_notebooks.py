@@ -9,11 +9,14 @@
 Executed copies and HTML go to reports/<dataset>/<notebook>.html (git-ignored; $MONOSEMREC_REPORTS_DIR moves
 reports/), or with --run-dir to <run>/reports/<dataset>/ (the notebooks get -p RUN_DIR <run> and read that run's
 models/ and res_csv/). The committed notebooks are never modified. Exit status is non-zero when any notebook
-fails; the others still run.
+fails, or when a report skipped a section because a file is damaged or mismatched (the section is named;
+"not computed yet" stays a message in the report); the others still run. The HTML hides the code cells and
+loads nothing from the network (remote script / stylesheet tags of the template are dropped).
 """
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -71,9 +74,50 @@ def render(name: str, parameters: dict, out_dir: Path, timeout: int) -> float:
     start = time.perf_counter()
     pm.execute_notebook(str(source), str(executed), parameters=parameters, cwd=str(NOTEBOOKS),
                         kernel_name="python3", progress_bar=False, execution_timeout=timeout)
-    html, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    (out_dir / f"{name}.html").write_text(html, encoding="utf-8")
+    node = nbformat.read(executed, as_version=4)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    html, _ = exporter.from_notebook_node(node)
+    (out_dir / f"{name}.html").write_text(offline_html(html), encoding="utf-8")
+    damaged = damaged_sections(node)
+    if damaged:
+        raise DamagedSectionsError(damaged)
     return time.perf_counter() - start
+
+
+# <script src="http(s)://..."></script> (require.js, MathJax from a CDN) and <link href="http(s)://..."> tags.
+REMOTE_TAG = re.compile(r'<script\b[^>]*\bsrc=["\']https?://[^"\']*["\'][^>]*>\s*</script>'
+                        r'|<link\b[^>]*\bhref=["\']https?://[^"\']*["\'][^>]*/?>', re.IGNORECASE)
+
+
+def offline_html(html: str) -> str:
+    """The exported HTML without any tag that loads a remote script or stylesheet: the report makes no request
+    (code cells are already hidden; plotly.js is embedded once by the notebooks' 'notebook' renderer)."""
+    return REMOTE_TAG.sub("", html)
+
+
+class DamagedSectionsError(RuntimeError):
+    """A report rendered, but skipped sections because a file is damaged or does not match."""
+
+    def __init__(self, sections: list):
+        self.sections = sections
+        super().__init__("; ".join(f"section '{title}' skipped: {message}" for title, message in sections))
+
+
+def damaged_sections(node) -> list:
+    """[(section title, message)] of the report's sections skipped for a damaged or mismatched file
+    (plots.DAMAGED_MARKER in a displayed message; the title is the heading displayed just before it)."""
+    from ipynb.fs.defs.plots import DAMAGED_MARKER
+
+    found, heading = [], "?"
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown") or output.get("text") or ""
+            text = "".join(text) if isinstance(text, list) else str(text)
+            if text.lstrip().startswith("#"):
+                heading = text.lstrip("# ").splitlines()[0].strip()
+            elif DAMAGED_MARKER in text:
+                found.append((heading, text.strip().lstrip("> ").splitlines()[0]))
+    return found
 
 
 def failure_message(error: Exception) -> str:
@@ -124,6 +168,8 @@ def main(argv=None) -> int:
         except Exception as e:  # keep going: one broken report should not hide the others
             failed.append(name)
             print(f"FAILED  {name:28s} {failure_message(e)}")
+            if isinstance(e, DamagedSectionsError):
+                print(f"        the report was written but is incomplete: {out_dir / (name + '.html')}")
             if getattr(e, "ename", None):  # an error inside the notebook: the executed copy shows where
                 print(f"        the executed notebook with the traceback: {out_dir / (name + '.ipynb')}")
     print(f"{len(names) - len(failed)} rendered, {len(failed)} failed; reports in {reports_root}")

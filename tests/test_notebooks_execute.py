@@ -100,3 +100,24 @@ def test_concepts_default_run_uses_the_cache(smoke_run, tmp_path):
                         progress_bar=False, execution_timeout=600)
     assert "cached tables of" in out.read_text()
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_main_job_fails_on_a_section_skipped_for_a_damaged_file():
+    """A report that skipped a section because a file is damaged or mismatched is named; 'not computed yet' is not."""
+    import nbformat
+    from ipynb.fs.defs.plots import DAMAGED_MARKER
+
+    script = _run_notebooks_script()
+    node = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show_report(sections)")
+    cell.outputs = [nbformat.v4.new_output("display_data", {"text/markdown": "### Purity heatmap"}),
+                    nbformat.v4.new_output("display_data", {"text/markdown": "> not computed yet: run concepts"}),
+                    nbformat.v4.new_output("display_data", {"text/markdown": "### Neuron explorer (interactive)"}),
+                    nbformat.v4.new_output("display_data", {"text/markdown": f"> {DAMAGED_MARKER}: checkpoint weights "
+                                                                             "w do not match their sidecar"})]
+    node.cells = [cell]
+    found = script.damaged_sections(node)
+    assert [title for title, _ in found] == ["Neuron explorer (interactive)"]
+    error = script.DamagedSectionsError(found)
+    assert script.failure_message(error).startswith(
+        "DamagedSectionsError: section 'Neuron explorer (interactive)' skipped: " + DAMAGED_MARKER)

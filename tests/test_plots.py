@@ -1,4 +1,6 @@
 """plots notebook: every figure function returns the expected axes / traces on tiny frames and names a missing column."""
+import base64
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,7 +121,9 @@ def test_neuron_explorer_one_trace_dropdown():
     assert len(fig.data) == 1
     buttons = fig.layout.updatemenus[0].buttons
     assert [b.label for b in buttons] == ["neuron 1: style:rock", "neuron 3"]
-    assert np.allclose(buttons[1].args[0]["marker.color"][0], np.round(codes[:, 3], 3))
+    spec = buttons[1].args[0]["marker.color"][0]  # uint8 typed array: activation / max x 255, silent = 0
+    decoded = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.uint8)
+    assert spec["dtype"] == "u1" and np.abs(decoded - 255 * codes[:, 3] / codes[:, 3].max()).max() <= 0.5
     assert "<b>m0</b>" in fig.data[0].text[0] and "tags: rock" in fig.data[0].text[0]
     with pytest.raises(ValueError, match="title"):
         neuron_explorer(pca_2d(codes), codes, items.drop(columns="title"), [0])
@@ -226,8 +230,9 @@ def test_demographics():
     assert table.loc[("18-24", 1), "ratio"] == 1.0 and table.loc[("F", 0), "n_users"] == 2
     assert demographic_means(codes, user_concepts, [0], min_users=3).empty  # every group has 2 users
     fig = plot_demographics(codes, user_concepts, n_top=1)
-    assert len(fig.axes) == 2  # gender, age (no occupation columns)
-    assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["#0"]  # the neuron that differs
+    assert len(fig.axes) == 3  # gender, age (no occupation columns), the colour bar
+    assert fig.axes[-1].get_ylabel() == "group mean / mean over all users"
+    assert [t.get_text() for t in fig.axes[-2].get_xticklabels()] == ["#0"]  # the neuron that differs
     with pytest.raises(ValueError, match="families"):
         plot_demographics(codes, user_concepts.rename(columns=lambda c: "x" + c))
 
