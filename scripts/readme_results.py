@@ -206,7 +206,11 @@ def steering_section() -> list[str]:
     if all(t is None for t in tables.values()):
         return out
     sys.path.insert(0, str(ROOT / "notebooks"))
-    from ipynb.fs.defs.steering import sae_vs_baselines, steering_scoreboard  # the notebook's own summaries
+    from ipynb.fs.defs.steering import (  # the notebook's own summaries
+        disentanglement_table,
+        sae_vs_baselines,
+        steering_scoreboard,
+    )
 
     for dataset, table in tables.items():
         if table is None:
@@ -221,6 +225,10 @@ def steering_section() -> list[str]:
         keep += [c for c in ("sae_beats_direction", "sae_beats_random_neurons", "every_sae_beats_random") if c in vs.columns]
         out += ["Mean frontier AUC per method; `sae_beats_*` = share of concepts on which the better SAE method's "
                 "AUC is higher:", "", markdown(vs[keep]), ""]
+        dis = disentanglement_table(table)
+        out += ["Disentanglement at the value_at_rbo_08 point (medians over concepts): the effect reached, the mean "
+                "|change| of the other concepts' shares, the decade mix (total variation) and the list's mean log "
+                "popularity:", "", markdown(dis), ""]
     return out
 
 
