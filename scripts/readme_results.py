@@ -198,6 +198,40 @@ def interventions_section() -> list[str]:
     return out
 
 
+def steering_section() -> list[str]:
+    """Steering (issue 12): per model, the targets met per task and method, and the SAE against the baselines on
+    frontier AUC (the steering notebook's `steering_scoreboard` and `sae_vs_baselines`)."""
+    out = []
+    tables = {d: read(d, "steering_summary") for d in DATASETS}
+    if all(t is None for t in tables.values()):
+        return out
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    from ipynb.fs.defs.steering import (  # the notebook's own summaries
+        disentanglement_table,
+        sae_vs_baselines,
+        steering_scoreboard,
+    )
+
+    for dataset, table in tables.items():
+        if table is None:
+            continue
+        board = steering_scoreboard(table)
+        board["met"] = [f"{m} of {c}" for m, c in zip(board["met"], board["curves"], strict=True)]
+        out += [f"**{dataset}** — targets met per (model, population, task, method); medians of value_at_rbo_08 and "
+                f"value_in_range, mean frontier_auc over concepts (`res_csv/{dataset}/steering_summary.csv`)", "",
+                markdown(board.drop(columns="curves")), ""]
+        vs = sae_vs_baselines(table)
+        keep = ["model", "population", "task", "sae_method"] + [c for c in vs.columns if c.startswith("auc_")]
+        keep += [c for c in ("sae_beats_direction", "sae_beats_random_neurons", "every_sae_beats_random") if c in vs.columns]
+        out += ["Mean frontier AUC per method; `sae_beats_*` = share of concepts on which the better SAE method's "
+                "AUC is higher:", "", markdown(vs[keep]), ""]
+        dis = disentanglement_table(table)
+        out += ["Disentanglement at the value_at_rbo_08 point (medians over concepts): the effect reached, the mean "
+                "|change| of the other concepts' shares, the decade mix (total variation) and the list's mean log "
+                "popularity:", "", markdown(dis), ""]
+    return out
+
+
 def benchmarks_section() -> list[str]:
     """Training and evaluation times (res_csv/benchmarks.csv, scripts/benchmark_recommenders.py)."""
     path = RESULTS / "benchmarks.csv"
@@ -235,7 +269,8 @@ def block() -> str:
                            ("SAE recipe and the fidelity frontier (issue 11)", recipe_section),
                            ("SAE variants (RecSAE)", variants_section),
                            ("Concept purity against controls", purity_section),
-                           ("Interventions", interventions_section), ("Benchmarks", benchmarks_section)):
+                           ("Interventions", interventions_section), ("Steering (issue 12)", steering_section),
+                           ("Benchmarks", benchmarks_section)):
         body = section()
         lines += [f"### {title}", ""] + (body or ["Not computed yet.", ""])
     return "\n".join(lines + [END])
@@ -243,7 +278,7 @@ def block() -> str:
 
 GRAPH_START, GRAPH_END = "<!-- import-graph:start -->", "<!-- import-graph:end -->"
 NOTEBOOK_ORDER = ["utils", "data_processing", "models", "sae", "artifacts", "experiments", "evaluation", "concepts",
-                  "sae_training", "training", "interventions", "plots", "pipelines"]
+                  "sae_training", "training", "interventions", "steering", "plots", "browser", "pipelines"]
 
 
 def import_graph() -> dict[str, list[str]]:

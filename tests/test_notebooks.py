@@ -9,7 +9,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 DEFINITION_NOTEBOOKS = ["utils", "data_processing", "models", "sae", "artifacts", "experiments", "evaluation", "training",
-                        "sae_training", "concepts", "interventions", "plots", "browser", "pipelines"]
+                        "sae_training", "concepts", "interventions", "steering", "plots", "browser", "pipelines"]
 KEPT = (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
 
 

@@ -14,7 +14,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 # Parameters that keep a run on the smoke folder small (beyond DATASET and RUN_DIR).
-SMOKE_RUN_PARAMETERS = {"interventions": {"N_USERS": 50, "N_ITEMS": 1}, "sae_training": {"MODELS": ["mf"]}}
+SMOKE_RUN_PARAMETERS = {"interventions": {"N_USERS": 50, "N_ITEMS": 1}, "steering": {"N_USERS": 50, "N_ITEMS": 1},
+                        "sae_training": {"MODELS": ["mf"]}}
 
 
 def _parameters(path: Path, smoke_run: Path) -> dict:

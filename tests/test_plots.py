@@ -30,10 +30,12 @@ from ipynb.fs.defs.plots import (
     plot_purity_heatmap,
     plot_recipe_frontier,
     plot_sparsity_curve,
+    plot_steering_frontier,
     sae_variants_section,
     top_items_summary,
     top_items_table,
 )
+from ipynb.fs.defs.steering import summarize_steering
 from ipynb.fs.defs.utils import CheckpointError
 
 
@@ -245,18 +247,48 @@ def test_load_results_names_the_producer(tmp_path, fidelity):
     assert "`interventions`" in res["interventions"]
 
 
+def _steering_points() -> pd.DataFrame:
+    """Steering points of one model: two concepts, filter and promote_item, an SAE method and two baselines."""
+    return pd.DataFrame([{"model": "mf", "population": "heldout", "task": t, "concept": c, "method": m, "strength": x,
+                          "side_effect_rbo": 1 - 0.1 * x * (2 if m == "direction" else 1), "share_before": 0.3,
+                          "share_after": 0.3 - 0.1 * x, "success_rate": 0.3 * x, "utility_ndcg": 0.2,
+                          "coverage_at_10": 0.2, "ndcg_at_10": 0.1, "in_range": True, "negative": False, "n_users": 9}
+                         for t in ("filter", "promote_item") for c in ("g:a", "g:b")
+                         for m in ("sae_scaled", "direction", "oracle") for x in (0.0, 1.0, 2.0)])
+
+
+def test_steering_frontier_plot():
+    points = _steering_points()
+    fig = plot_steering_frontier(points)
+    assert len(fig.axes) == 2  # one axis per task
+    ax = fig.axes[0]
+    labels = [ln.get_label() for ln in ax.lines if not ln.get_label().startswith("_")]
+    assert labels == ["direction", "oracle", "sae_scaled"]  # every method on the same axis
+    sae = [ln for ln in ax.lines if ln.get_label() == "sae_scaled"][0]
+    assert np.allclose(sae.get_xdata(), [1.0, 0.9, 0.8]) and np.allclose(sae.get_ydata(), [0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="several models"):
+        plot_steering_frontier(pd.concat([points, points.assign(model="ncf")]))
+    with pytest.raises(ValueError, match="side_effect_rbo"):
+        plot_steering_frontier(points.drop(columns="side_effect_rbo"))
+
+
 def test_model_report_sections(fidelity, purity, interventions):
     rng = np.random.default_rng(3)
     items = pd.DataFrame({"title": [f"m{i}" for i in range(8)], "log_popularity": np.log1p(np.arange(8.0))})
     codes = np.abs(rng.normal(size=(8, 3)))
-    sections = model_report({"sae_fidelity": fidelity, "concept_purity": purity, "interventions": interventions},
+    points = _steering_points()
+    sections = model_report({"sae_fidelity": fidelity, "concept_purity": purity, "interventions": interventions,
+                             "steering": points, "steering_summary": summarize_steering(points)},
                             "mf", items, codes, prefixes=[1, 3])
     assert all(isinstance(s, Section) for s in sections)
     assert [s.title for s in sections] == [
         "Fidelity summary", "Fidelity table", "Sparsity curve (L0 sweep)", "Purity heatmap (SAE vs controls)",
         "Neuron explorer (interactive)", "Top items per neuron", "Popularity neuron", "Matryoshka hierarchy",
-        "Intervention curves", "Interventions: medians per kind and method"]
+        "Intervention curves", "Interventions: medians per kind and method", "Steering frontier",
+        "Steering: targets met per task and method"]
     assert not any(isinstance(s.content, str) for s in sections)
+    no_steering = model_report({"sae_fidelity": fidelity, "interventions": interventions}, "mf")
+    assert no_steering[-1].title == "Steering frontier" and "`steering`" in no_steering[-1].content
     missing = model_report({"sae_fidelity": "x.csv is missing"}, "ncf")
     assert missing[0].content == "x.csv is missing" and "concept_purity.csv is missing" in missing[1].content
 
