@@ -80,23 +80,9 @@ def planted():
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """A small MF on planted-concept synthetic data with a trained SAE (as in test_interventions)."""
-    from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
-    from ipynb.fs.defs.evaluation import representation_tables
-    from ipynb.fs.defs.models import MFConfig, TrainConfig
-    from ipynb.fs.defs.sae import sae_preset
-    from ipynb.fs.defs.sae_training import train_sae
-    from ipynb.fs.defs.training import train_recommender
-
-    torch.manual_seed(0)
-    syn = make_synthetic(n_users=300, n_items=120, per_user=15, beta=5.0, seed=2)
-    split = leave_one_out(syn, "random", seed=0)
-    tc = TrainConfig(loss="softmax_ce", n_negatives=0, lr=1e-2, epochs=20, batch_size=64, l2=1e-3, patience=20)
-    mf, _ = train_recommender(MFConfig(n_users=syn.n_users, n_items=syn.n_items, dim=16, train=tc), split,
-                              progress=False, seed=0)
-    tables = representation_tables(mf, split, syn)
-    sae, _ = train_sae(sae_preset("default", 16, "mf", n_neurons=32, k=4, epochs=20), tables, progress=False)
+def trained(planted_mf_sae):
+    """A small MF on planted-concept synthetic data with a trained SAE (conftest.planted_mf_sae)."""
+    mf, sae, tables, split, syn = planted_mf_sae
     ctx = steering_context(mf, sae, tables, split, syn.item_concepts, n_users=None, pool="all")
     return ctx, steering_extras(ctx, split, syn.item_concepts)
 
