@@ -191,6 +191,11 @@ def test_playground_in_headless_chromium(smoke_mf, chromium):
                 assert top == _python_top(an, row, z_new), (uid, "concept")
                 pg.locator("button.pg-reset").click()
                 assert [int(i) for i in pg.get_attribute("data-top").split(",")] == base
+            # the page's float16 decoder (large catalogs ship the item matrix as float16) against numpy's
+            from ipynb.fs.defs.browser import _b64
+            halves = np.array([0.0, -0.0, 1.0, -2.5, 65504.0, 6.1e-5, 3e-7, -1e-6, 0.3333, 1234.5], dtype=np.float32)
+            decoded = page.locator("#neuron-browser").evaluate("(e, t) => Array.from(e.nbDecode.f16(t))", _b64(halves, "<f2"))
+            assert np.array_equal(np.asarray(decoded, dtype=np.float32), halves.astype(np.float16).astype(np.float32))
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             pg.locator(f"input.pg-slider[data-neuron='{j}']").evaluate(
                 "e => { e.value = '0'; e.dispatchEvent(new Event('input')); }")
