@@ -97,6 +97,29 @@ def test_playground_only_for_linear_models(planted_analysis):
     assert playground_data(fake) is None
 
 
+def test_playground_tour_is_chosen_by_the_steering_points(planted_analysis):
+    import pandas as pd
+    from ipynb.fs.defs.browser import playground_data, playground_tour
+
+    pg = playground_data(planted_analysis, n_users=30)
+    c0, c1 = "planted:" + pg["concepts"][0], "planted:" + pg["concepts"][1]
+    rows = [("filter", c0, "sae_group", 0.5, 0.4, 0.1, 0.9), ("filter", c1, "sae_group", 0.5, 0.4, 0.3, 0.85),
+            ("filter", c1, "direction", 0.2, 0.4, 0.05, 0.9), ("filter", c0, "direction", 0.2, 0.4, 0.2, 0.9),
+            ("filter", c0, "sae_group", 2.0, 0.4, 0.0, 0.5),  # below RBO 0.8: never chosen
+            ("promote_concept", c1, "sae_group", 1.0, 0.0, 0.6, 0.82)]
+    points = pd.DataFrame([{"model": "mf", "population": "heldout", "task": t, "concept": c, "method": m, "strength": s,
+                            "share_before": b, "share_after": a, "side_effect_rbo": r, "n_users": 10}
+                           for t, c, m, s, b, a, r in rows])
+    tour = playground_tour(pg, points, "mf")
+    assert [t["title"].split()[0] for t in tour][:1] == ["Filter"] and tour[0]["strength"] == -0.5
+    assert tour[0]["concept"] == 0 and tour[0]["user"] in pg["users"]
+    by_title = {t["title"]: t for t in tour}
+    assert f"Where the SAE fails: {pg['concepts'][1]}" in by_title  # sae 0.3 vs direction 0.05: the largest gap
+    promote = [t for t in tour if t["title"].startswith("Promote")]
+    assert all(t["strength"] == 1.0 and t["concept"] == 1 for t in promote)
+    assert playground_tour(pg, None, "mf") == [] and playground_tour(pg, points, "ncf") == []
+
+
 # --- in a real browser ----------------------------------------------------------------------------------------------
 
 def _system_chromium() -> str | None:
