@@ -120,6 +120,22 @@ def test_playground_tour_is_chosen_by_the_steering_points(planted_analysis):
     assert playground_tour(pg, None, "mf") == [] and playground_tour(pg, points, "ncf") == []
 
 
+@pytest.mark.realdata
+def test_kernel_playground_on_ncf_and_sasrec(data_root):
+    """SteeringPlayground (ipywidgets, scored in the kernel) on ML-100k NCF and SASRec: the list is the Python edit's."""
+    from ipynb.fs.defs.browser import SteeringPlayground
+    from ipynb.fs.defs.concepts import load_analysis
+
+    for model in ("ncf", "sasrec"):
+        an = load_analysis("ml-100k", model, device="cpu")
+        sp = SteeringPlayground(an, n_users=20)
+        assert sp.base == _python_top(an, sp.row, {})
+        j = int(np.argmax(sp.codes[sp.row]))
+        for value in (0.0, 2.0 * sp.user_max[j]):
+            assert sp.set_neuron(j, value) == _python_top(an, sp.row, {j: value}), (model, j, value)
+        assert "RBO" in sp.out.value and len(sp.sliders) >= 1
+
+
 # --- in a real browser ----------------------------------------------------------------------------------------------
 
 def _system_chromium() -> str | None:
