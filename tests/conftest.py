@@ -71,3 +71,29 @@ def planted_mf_sae():
     tables = representation_tables(mf, split, syn)
     sae, _ = train_sae(sae_preset("default", 16, "mf", n_neurons=32, k=4, epochs=20), tables, progress=False)
     return mf, sae, tables, split, syn
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def system_chromium() -> str | None:
+    """Path of the system Chromium ($MONOSEMREC_CHROMIUM, else the first of CHROMIUM_NAMES on PATH), or None."""
+    import shutil
+
+    given = os.environ.get("MONOSEMREC_CHROMIUM")
+    if given:
+        return given if Path(given).is_file() else None
+    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The system Chromium with Playwright importable (browser tests); skips with the reason otherwise."""
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
+    path = system_chromium()
+    if path is None:
+        pytest.skip("no system chromium on PATH (Debian: apt-get install chromium; .ci/run tries it)")
+    return path

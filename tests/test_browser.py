@@ -7,7 +7,6 @@ apt-get when it can). A screenshot of a neuron card goes to reports/screenshots/
 import importlib.util
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -15,16 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "reports" / "screenshots"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 MAX_REPORT_BYTES = 10_000_000
-
-
-def system_chromium() -> str | None:
-    """Path of the system Chromium ($MONOSEMREC_CHROMIUM, else the first of CHROMIUM_NAMES on PATH), or None."""
-    given = os.environ.get("MONOSEMREC_CHROMIUM")
-    if given:
-        return given if Path(given).is_file() else None
-    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
 
 
 def _run_notebooks_script():
@@ -33,17 +23,6 @@ def _run_notebooks_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """The system Chromium with Playwright importable; skips with the reason otherwise."""
-    if importlib.util.find_spec("playwright") is None:
-        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
-    path = system_chromium()
-    if path is None:
-        pytest.skip("no system chromium on PATH (Debian: apt-get install chromium; .ci/run tries it)")
-    return path
 
 
 @pytest.fixture(scope="module")

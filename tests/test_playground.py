@@ -9,7 +9,6 @@ import copy
 import importlib.util
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "reports" / "screenshots"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 MAX_REPORT_BYTES = 10_000_000
 
 
@@ -137,25 +135,6 @@ def test_kernel_playground_on_ncf_and_sasrec(data_root):
 
 
 # --- in a real browser ----------------------------------------------------------------------------------------------
-
-def _system_chromium() -> str | None:
-    """Path of the system Chromium ($MONOSEMREC_CHROMIUM, else the first of CHROMIUM_NAMES on PATH), or None."""
-    given = os.environ.get("MONOSEMREC_CHROMIUM")
-    if given:
-        return given if Path(given).is_file() else None
-    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """The system Chromium with Playwright importable; skips with the reason otherwise."""
-    if importlib.util.find_spec("playwright") is None:
-        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
-    path = _system_chromium()
-    if path is None:
-        pytest.skip("no system chromium on PATH (Debian: apt-get install chromium; .ci/run tries it)")
-    return path
-
 
 @pytest.fixture(scope="module")
 def smoke_mf(tmp_path_factory, chromium):
