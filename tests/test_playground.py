@@ -21,23 +21,10 @@ MAX_REPORT_BYTES = 10_000_000
 
 
 def _python_top(analysis, row: int, z_new: dict[int, float], depth: int = 10) -> list[int]:
-    """Top-`depth` of user row `row` after setting codes {j: z'} with SAE.edit_delta (float64), history excluded."""
-    from ipynb.fs.defs.interventions import top_items
+    """Top-`depth` of user row `row` after setting codes {j: z'} (browser.python_edit_top: SAE.edit_delta, float64)."""
+    from ipynb.fs.defs.browser import python_edit_top
 
-    sae = copy.deepcopy(analysis.sae).cpu().double().eval()
-    model = copy.deepcopy(analysis.model).cpu().double().eval()
-    tables = analysis.tables
-    x = tables.users[[row]].detach().cpu().double()
-    z = torch.as_tensor(np.asarray(analysis.user_codes)[[row]], dtype=torch.float64)
-    z2 = z.clone()
-    for j, v in z_new.items():
-        z2[0, int(j)] = float(v)
-    user = tables.user_index[[row]].detach().cpu()
-    with torch.no_grad():
-        x2 = x + sae.edit_delta(z, z2, "user")
-        scores = model.score_grid(x2, tables.items.detach().cpu().double(), user, torch.arange(tables.items.shape[0]))
-    seen = torch.as_tensor(analysis.split.history("test")[user.numpy()].toarray() > 0)
-    return top_items(scores, depth, seen)[0].tolist()
+    return python_edit_top(analysis, row, z_new, depth)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +148,8 @@ def smoke_mf(tmp_path_factory, chromium):
 
 
 def test_playground_in_headless_chromium(smoke_mf, chromium):
+    from ipynb.fs.defs.browser import python_side_effect_rbo
+    from ipynb.fs.defs.evaluation import main_concepts
     from ipynb.fs.defs.utils import rbo_extrapolated
     from playwright.sync_api import sync_playwright
 
@@ -207,6 +196,11 @@ def test_playground_in_headless_chromium(smoke_mf, chromium):
                     "rs => rs.map(r => [Number(r.dataset.neuron), Number(r.dataset.z)])"))
                 top = [int(i) for i in pg.get_attribute("data-top").split(",")]
                 assert top == _python_top(an, row, z_new), (uid, "concept")
+                # the side-effect RBO the page shows for a concept edit is steering.csv's (rest of the top-20)
+                k = int(pg.locator("select.pg-concept").input_value())
+                concept_items = main_concepts(an.ds)[0].to_numpy()[:, k].astype(bool)
+                side = float(pg.get_attribute("data-side-rbo"))
+                assert abs(side - python_side_effect_rbo(an, row, z_new, concept_items)) < 1e-9, (uid, side)
                 pg.locator("button.pg-reset").click()
                 assert [int(i) for i in pg.get_attribute("data-top").split(",")] == base
             # the page's float16 decoder (large catalogs ship the item matrix as float16) against numpy's
@@ -223,3 +217,74 @@ def test_playground_in_headless_chromium(smoke_mf, chromium):
     assert not errors, errors
     print("checked (user, neuron, z', items kept):", checked)
     assert len(checked) >= 9
+
+
+@pytest.mark.realdata
+def test_ml1m_report_playground_matches_python(data_root, chromium, tmp_path):
+    """The rendered ML-1M MF report (the shipped models): under 10 MB, and for the first 12 users of its playground
+    (personas) and five states each (no edit, a neuron at 0 / 0.4 / 1.0 of its range, a concept at -1) the page's
+    top-10 is the Python edit's, in order (the item matrix is shipped as float32; float16 swapped near-tied items)."""
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    from ipynb.fs.defs.concepts import load_analysis
+
+    old = os.environ.get("MONOSEMREC_REPORTS_DIR")
+    os.environ["MONOSEMREC_REPORTS_DIR"] = str(tmp_path)
+    try:
+        assert load("run_notebooks").main(["visualization_SAE_mf", "-p", "DATASET", "ml-1m"]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("MONOSEMREC_REPORTS_DIR", None)
+        else:
+            os.environ["MONOSEMREC_REPORTS_DIR"] = old
+    report = tmp_path / "ml-1m" / "visualization_SAE_mf.html"
+    assert report.stat().st_size <= MAX_REPORT_BYTES, report.stat().st_size
+    df = load("playground_agreement").agreement(report, load_analysis("ml-1m", "mf", device="cpu"), chromium, n_users=12)
+    assert len(df) == 60
+    bad = df.loc[~df["equal_in_order"]]
+    assert bad.empty, bad.to_string()
+
+
+@pytest.mark.realdata
+def test_static_playground_for_ncf_in_headless_chromium(data_root, chromium, tmp_path):
+    """NCF (not a dot product): the page shows saved edits; each list it shows is the Python edit's, in order."""
+    from ipynb.fs.defs.browser import browser_data, browser_html, python_edit_top
+    from ipynb.fs.defs.concepts import load_analysis
+    from playwright.sync_api import sync_playwright
+
+    an = load_analysis("ml-100k", "ncf", device="cpu")
+    data = browser_data(an, max_users=20, playground_users=4)
+    assert data["playground"] is None and len(data["playground_static"]["users"]) >= 2
+    page_file = tmp_path / "ncf.html"
+    page_file.write_text(f"<!doctype html><html><body>{browser_html(data)}</body></html>", encoding="utf-8")
+    ids = np.asarray(an.ds.user_ids)[an.tables.user_index.numpy()].astype(str)
+    checked = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_file.as_uri(), wait_until="load")
+            page.wait_for_selector("#steering-playground[data-ready='1']", timeout=60_000)
+            pg = page.locator("#steering-playground")
+            for uid in pg.locator("select.pg-user option").evaluate_all("os => os.map(o => o.value)")[:3]:
+                pg.locator("select.pg-user").select_option(uid)
+                row = int(np.flatnonzero(ids == uid)[0])
+                assert [int(i) for i in pg.get_attribute("data-top").split(",")] == python_edit_top(an, row)
+                j = int(pg.locator("select.pg-static-neuron option").first.inner_text().split()[0].lstrip("#"))
+                buttons = pg.locator(".pg-strengths button.pg-strength")
+                for k in range(1, buttons.count()):
+                    buttons.nth(k).click()
+                    z = float(pg.get_attribute("data-z"))
+                    top = [int(i) for i in pg.get_attribute("data-top").split(",")]
+                    assert top == python_edit_top(an, row, {j: z}), (uid, j, z)
+                    checked += 1
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert checked >= 10
