@@ -107,6 +107,12 @@ def fidelity_section() -> list[str]:
                                    "train_seconds"]].sort_values(["model", "protocol", "steps"], kind="mergesort")
                     out += ["The paper preset trained longer: truncated RBO@30 against optimiser steps, under both "
                             "protocols (train_seconds on the shared 2-core CPU under load):", "", markdown(curve), ""]
+            bounds = read(dataset, "protocol_bounds")
+            if bounds is not None:
+                out += ["What a rank-r PCA projection of each side (no sparsity) and the identity keep under each protocol "
+                        "(`res_csv/ml-1m/protocol_bounds.csv`, `scripts/protocol_bounds.py`):", "",
+                        markdown(bounds[["model", "protocol", "reconstruction", "rank", "dim", "fve_users", "fve_items",
+                                         "rbo_trunc_at_30", "tau_b_union_at_30"]]), ""]
             sweep = table[table["sae"].str.startswith("topk_k") | table["sae"].str.startswith("paper_lambda")
                           | (table["sae"] == "long")]
             if len(sweep):
@@ -181,7 +187,8 @@ def first_layer_lines() -> list[str]:
     cols = ["model", "sae", "n_neurons", "k", "encoder", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
             "hr_ratio_spliced", "dead_frac_all", "pure_concepts", "train_seconds", "steps"]
     out = ["**ml-1m NCF, first layer** — SAEs of `W_u p_u + b` / `W_i q_i` (`layer1*`, 64-wide) next to the "
-           "raw-embedding SAEs (`res_csv/ml-1m/sae_fidelity.csv`):", "", markdown(rows[cols]), ""]
+           "raw-embedding SAEs (`res_csv/ml-1m/sae_fidelity.csv`; train_seconds on the shared 2-core machine under load: "
+           "the `layer1*` rows ran next to several other jobs, so their times are not comparable with the others):", "", markdown(rows[cols]), ""]
     summary, probe = read("ml-1m", "concept_summary"), read("ml-1m", "probe_ceiling")
     if summary is not None and summary["model"].isin(["ncf", "ncf_layer1"]).any():
         counts = summary[summary["model"].isin(["ncf", "ncf_layer1"])].pivot_table(

@@ -210,3 +210,23 @@ def test_m4r_rows_of_the_fidelity_table():
     assert sae_row_input("paper_e90_m4r") == ("", "m4r") and sae_row_input("paper_e90") == ("", "ours")
     assert dict(sae_runs("ml-1m", "mf", 64))["default_m4r"] == dict(sae_runs("ml-1m", "mf", 64))["default"]
     assert not any(n.endswith("_m4r") for n, _ in sae_runs("lastfm", "mf", 64))
+
+
+@pytest.mark.realdata
+def test_committed_layer1_sae_reproduces_its_fidelity_through_sae_input(data_root):
+    """sae_ncf_layer1 loads with the committed NCF and, read through artifacts.sae_input, reproduces its sidecar."""
+    import json
+
+    from ipynb.fs.defs.artifacts import Artifacts, load_recommender, load_sae
+    from ipynb.fs.defs.data_processing import load_dataset
+    from ipynb.fs.defs.experiments import split_of
+
+    ds = load_dataset("ml-1m", root=data_root)
+    split = split_of(ds, "ncf")
+    model, meta = load_recommender("ml-1m", "ncf", split=split)
+    name = ArtifactName.parse("sae_ncf_layer1")
+    sae = load_sae("ml-1m", name, meta, split=split)
+    stored = json.loads(Artifacts.of("ml-1m").path(name).with_suffix(".json").read_text())["metrics"]
+    got = evaluate_sae(sae, representation_tables(sae_input(model, name), split, ds), split, tau_users=8)
+    for key in ("fve_users", "fve_items", "rbo_ext_at_20", "l0", "dead_frac_all"):
+        assert got[key] == pytest.approx(stored[key], abs=1e-4), (key, got[key], stored[key])
