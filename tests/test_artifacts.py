@@ -32,7 +32,7 @@ def written_names() -> set[str]:
     names = {n for names in PRETRAINED.values() for n in names}
     for dataset, recs in PRETRAINED.items():
         for rec in recs:
-            for order, (row, _) in enumerate(sae_runs(dataset, rec, 64)):
+            for order, (row, _) in enumerate(sae_runs(dataset, rec, 64, first_layer_width=64)):
                 name = sae_row_checkpoint(rec, order, row)
                 if name is not None:
                     names.add(name.checkpoint)
@@ -63,7 +63,7 @@ def test_every_written_name_round_trips():
         assert parsed.checkpoint == name and str(parsed) == name
         if parsed.is_sae:
             assert ArtifactName.of_analysis(parsed.analysis) == parsed
-    assert {"sae_mf_matryoshka", "sae_mf_attention", "sae_sasrec_contrastive", "sae_ncf_paper"} <= written_names()
+    assert {"sae_mf_matryoshka", "sae_mf_attention", "sae_sasrec_contrastive", "sae_ncf_paper", "sae_ncf_layer1"} <= written_names()
 
 
 def test_every_shipped_checkpoint_is_a_registry_name():
@@ -114,7 +114,7 @@ def test_bad_names_say_what_is_valid():
         ArtifactName.parse("gru4rec")
     with pytest.raises(ValueError, match="kind in"):
         ArtifactName.parse("sae_mf_topk")
-    assert set(SAE_KINDS) == {"", "matryoshka", "attention", "contrastive"}
+    assert set(SAE_KINDS) == {"", "matryoshka", "attention", "contrastive", "layer1"}
 
 
 def test_no_code_outside_the_registry_splits_or_joins_names():

@@ -125,10 +125,12 @@ def test_sae_runs_first_row_and_sweeps():
     assert (long.epochs, long.pred_every) == (300, 1) and dataclasses.replace(long, epochs=runs[0][1].epochs,
                                                                               pred_every=runs[0][1].pred_every) == runs[0][1]
     assert names[7] == "long"  # appended: the order numbers of the committed rows do not move
-    assert all(name.startswith("recipe_") for name in names[8:]) and "recipe_k4_pursuit" in names
+    assert all(name.startswith("recipe_") for name in names[8:-1]) and "recipe_k4_pursuit" in names
+    assert names[-1] == "default_m4r"  # the paper's protocol (issue 11), appended
     paper = sae_runs("ml-1m", "ncf_paper", 20)
     assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
-    assert [cfg.lambda_pred for _, cfg in paper[1:]] == [0.0, 1.0, 2.0, 5.0, 10.0]
+    assert [cfg.lambda_pred for _, cfg in paper[1:6]] == [0.0, 1.0, 2.0, 5.0, 10.0]
+    assert [name for name, _ in paper[6:]] == ["paper_m4r", "paper_e45_m4r", "paper_e90_m4r", "paper_e90"]
     lastfm = [name for name, _ in sae_runs("lastfm", "mf", 64)]
     assert lastfm[0] == "default" and all(name.startswith("recipe_") for name in lastfm[1:])
     assert [name for name, _ in sae_runs("lastfm", "ncf", 32)] == ["default"]
