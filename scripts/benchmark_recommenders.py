@@ -148,7 +148,8 @@ def implicit_als(split, factors: int, seed: int = 0):
         print(f"implicit_als skipped: {e} (pip install -r requirements-extra.txt)")
         return None
     train = split.matrix(("train",)).tocsr().astype("float32")
-    als = AlternatingLeastSquares(factors=factors, num_threads=1, random_state=seed)
+    with threadpool_limits(1):  # its constructor checks the BLAS thread pool
+        als = AlternatingLeastSquares(factors=factors, num_threads=1, random_state=seed)
 
     def fit():
         """Fit ALS with every BLAS pool at one thread."""
