@@ -35,6 +35,7 @@ Usage:
   python scripts/benchmark_recommenders.py                       # everything (trains all ten models, ~15 min)
   python scripts/benchmark_recommenders.py --no-train            # evaluation stages only (a minute)
   python scripts/benchmark_recommenders.py --datasets ml-1m --models mf ncf --threads 2
+  python scripts/benchmark_recommenders.py --merge run1.csv run2.csv   # runs written with --out, later ones win
 Run it when no other heavy job shares the CPU: wall times on a shared 2-core machine are not meaningful.
 """
 
@@ -311,17 +312,37 @@ def main(argv=None) -> pd.DataFrame:
     print()
     print(table.drop(columns=["device", "note"]).to_string(index=False))
     if not args.no_write:
-        out = Path(args.out) if args.out else results_dir() / "benchmarks.csv"
-        if out.is_file():  # retire rows of stages this script no longer measures
-            old = pd.read_csv(out)
-            if old["stage"].isin(RETIRED_STAGES).any():
-                write_csv(old[~old["stage"].isin(RETIRED_STAGES)], out)
-        # keep rows of datasets / models / stages not measured in this run
-        table = merge_rows(out, table.to_dict("records"), ["stage", "dataset", "model"], COLUMNS,
-                           sort_by=["dataset", "model", "stage"])
-        print(f"wrote {out}")
+        table = write_benchmarks(table, Path(args.out) if args.out else results_dir() / "benchmarks.csv")
+    return table
+
+
+def write_benchmarks(table: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """Merge `table`'s rows into the CSV `out` (atomically; rows of other stages / models / datasets are kept,
+    rows of retired stages dropped); returns the merged table."""
+    if out.is_file():
+        old = pd.read_csv(out)
+        if old["stage"].isin(RETIRED_STAGES).any():
+            write_csv(old[~old["stage"].isin(RETIRED_STAGES)], out)
+    merged = merge_rows(out, table.to_dict("records"), ["stage", "dataset", "model"], COLUMNS,
+                        sort_by=["dataset", "model", "stage"])
+    print(f"wrote {out}")
+    return merged
+
+
+def merge_runs(argv=None) -> pd.DataFrame:
+    """`--merge A.csv B.csv ...`: merge runs written with --out into res_csv/benchmarks.csv, in order (later wins)."""
+    paths = [Path(p) for p in argv]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--merge: no such file(s) {missing}; run the benchmark with --out first")
+    out = results_dir() / "benchmarks.csv"
+    for path in paths:
+        table = write_benchmarks(pd.read_csv(path).reindex(columns=COLUMNS), out)
     return table
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--merge"]:
+        merge_runs(sys.argv[2:])
+    else:
+        main()
