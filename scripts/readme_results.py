@@ -267,7 +267,9 @@ def pool_quality_lines() -> list[str]:
     table = pd.read_csv(path)
     metrics = ["cpu_seconds", "fve_users", "fve_items", "rbo_ext_at_20", "pure_concepts", "hr_at_10_spliced"]
     grouped = table.groupby("pred_pool")
-    summary = grouped[metrics].mean().round(4).astype(str) + " ± " + grouped[metrics].std(ddof=0).round(4).astype(str)
+    mean, sd = grouped[metrics].mean(), grouped[metrics].std(ddof=0)
+    summary = pd.DataFrame({m: [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[m], sd[m], strict=True)] for m in metrics},
+                           index=mean.index)
     summary.insert(0, "seeds", grouped["seed"].apply(lambda s: " ".join(map(str, sorted(s)))))
     return ["The default SAE of ML-1M MF with the legacy per-user random items (`pred_pool` 0) and a shared pool of "
             "256 per step (mean ± sd over seeds, held-out rows; CPU seconds at 1 thread; "
