@@ -294,18 +294,48 @@ def steering_section() -> list[str]:
 
 
 def benchmarks_section() -> list[str]:
-    """Training and evaluation times (res_csv/benchmarks.csv, scripts/benchmark_recommenders.py)."""
+    """Training and evaluation times (res_csv/benchmarks.csv, scripts/benchmark_recommenders.py), and the peers."""
     path = RESULTS / "benchmarks.csv"
     if not path.is_file():
         return []
-    table = pd.read_csv(path)
-    table = table[table["stage"].isin(["train", "train_sae", "eval_full", "matmul_bound", "score_grid_bound"])]
+    full = pd.read_csv(path)
+    table = full[full["stage"].isin(["train", "train_sae", "eval_full", "batched_matmul", "score_grid_bound"])]
     wide = table.pivot_table(index=["dataset", "model"], columns="stage", values="seconds").reset_index()
     wide.columns.name = None
     threads = ", ".join(sorted({f"{d} / {t} threads" for d, t in zip(table["device"], table["threads"], strict=True)}))
-    return [f"Seconds on the development machine ({threads}; `res_csv/benchmarks.csv`, written by "
-            "`scripts/benchmark_recommenders.py`, run on the 2-core development CPU; timings on a machine shared "
-            "with other jobs are upper bounds):", "", markdown(wide, 2), ""] + data_load_lines()
+    out = [f"Wall seconds on the development machine ({threads}; `res_csv/benchmarks.csv`, written by "
+           "`scripts/benchmark_recommenders.py`, run on the 2-core development CPU; timings on a machine shared "
+           "with other jobs are upper bounds):", "", markdown(wide, 2), ""]
+    if "peer" in full.columns and full["peer"].notna().any():
+        peers = full[full["peer"].notna()].copy()
+        own = full.set_index(["dataset", "model", "stage"])["cpu_seconds"]
+        peers["peer_cpu_seconds"] = [own.get((d, m, p), float("nan"))
+                                     for d, m, p in zip(peers["dataset"], peers["model"], peers["peer"], strict=True)]
+        keep = ["dataset", "model", "stage", "cpu_seconds", "peer", "peer_cpu_seconds", "ratio_to_peer", "hr_at_10",
+                "peer_hr_at_10"]
+        out += ["Next to the peers measured in the same run (CPU seconds of the process at 1 thread, best of the "
+                "evaluation repeats; `ratio_to_peer` = ours / the peer's; `hr_at_10` = full-ranking test HR@10 "
+                "of the freshly trained model and of the peer, one evaluation code for both):", "",
+                markdown(peers[keep].sort_values(["dataset", "model", "stage"]), 3), ""]
+    return out + pool_quality_lines() + data_load_lines()
+
+
+def pool_quality_lines() -> list[str]:
+    """The shared random-item pool against the legacy draw (res_csv/ml-1m/sae_pool_quality.csv)."""
+    path = RESULTS / "ml-1m" / "sae_pool_quality.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    metrics = ["cpu_seconds", "fve_users", "fve_items", "rbo_ext_at_20", "pure_concepts", "hr_at_10_spliced"]
+    grouped = table.groupby("pred_pool")
+    mean, sd = grouped[metrics].mean(), grouped[metrics].std(ddof=0)
+    summary = pd.DataFrame({m: [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[m], sd[m], strict=True)] for m in metrics},
+                           index=mean.index)
+    summary.insert(0, "seeds", grouped["seed"].apply(lambda s: " ".join(map(str, sorted(s)))))
+    return ["The default SAE of ML-1M MF with the legacy per-user random items (`pred_pool` 0) and a shared pool of "
+            "256 per step (mean ± sd over seeds, held-out rows; CPU seconds at 1 thread; "
+            "`res_csv/ml-1m/sae_pool_quality.csv`, written by `scripts/sae_pool_quality.py`):", "",
+            markdown(summary.reset_index()), ""]
 
 
 def data_load_lines() -> list[str]:
