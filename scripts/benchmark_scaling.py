@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Scaling benchmark: the suite's stage list on synthetic data at multiples of ML-1M's size.
+
+For each scale s (default 1, 4, 16) the data have round(6040 s) users, round(3706 s) items and about 1,000,209 s
+positives: each user's number of positives is drawn from a log-normal with ML-1M's mean (165.6) and a floor of
+20; items are drawn with Zipf popularity (p(rank r) ∝ r^-1, seed 0) and duplicate (user, item) pairs dropped;
+every item gets 1-3 of 18 random `genre:` concepts (labels carry no signal: this is a timing run). Stages, each
+timed with the peak RSS of the process during it (every scale runs in its own subprocess, so RSS is per scale):
+
+  load        build_dataset on the raw pairs (indexing, metadata, popularity, interaction_fingerprint) + concepts
+  split       leave_one_out(random, seed 0)
+  mf_train    train_recommender on ML-1M's tuned MF config (dim 64, full softmax, batch 128) for --epochs epochs
+              (no early stop), per-epoch full-ranking validation included, exactly as the training notebook runs it
+  mf_epoch    the median epoch of mf_train without its validation (derived from mf_train, not a separate run)
+  mf_valid    the median per-epoch validation (derived from mf_train)
+  eval_full   model_ranks on the test stage, full ranking over all non-history items
+  sae         representation_tables + train_sae (the default SAE preset with a fixed number of --sae-steps)
+  concepts    concepts.analyze_model: the SAE and its four controls against every item concept
+
+Writes res_csv/benchmarks_scaling.csv (scale, n_users, n_items, n_interactions, stage, seconds, peak_rss_mb;
+rows of scales not run now are kept) and, with --plot, docs/benchmarks_scaling.png and the per-stage growth
+exponent (least-squares slope of log seconds on log n_interactions over the scales in the CSV).
+
+Usage:
+  python scripts/benchmark_scaling.py                          # scales 1 4 16, 2 MF epochs, 300 SAE steps
+  python scripts/benchmark_scaling.py --scales 0.01 --no-write # the smoke run of the tests (seconds)
+  python scripts/benchmark_scaling.py --plot-only              # redraw the plot and print the exponents
+Absolute times are for whatever machine runs it; the committed CSV says where it came from in the README.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ML1M = {"n_users": 6040, "n_items": 3706, "n_interactions": 1_000_209}
+ML1M_MIN_PER_USER = 20
+COLUMNS = ["scale", "n_users", "n_items", "n_interactions", "stage", "seconds", "peak_rss_mb"]
+STAGES = ["load", "split", "mf_train", "mf_epoch", "mf_valid", "eval_full", "sae", "concepts"]
+N_GENRES = 18
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; else the getrusage peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMemory:
+    """Context manager sampling the process RSS every 5 ms; .peak_mb = the highest value seen (MB)."""
+
+    def __enter__(self):
+        self.peak_mb = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, rss_mb())
+
+
+def synthetic_raw(scale: float, seed: int = 0):
+    """(raw pairs DataFrame, items metadata DataFrame) of the synthetic data at `scale` x ML-1M (see the docstring)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n_users = max(100, round(ML1M["n_users"] * scale))
+    n_items = max(100, round(ML1M["n_items"] * scale))
+    mean = ML1M["n_interactions"] / ML1M["n_users"]
+    sigma = 1.0
+    mu = np.log(mean - ML1M_MIN_PER_USER) - sigma ** 2 / 2  # E[floor + lognormal] = ML-1M's mean
+    per_user = np.minimum(ML1M_MIN_PER_USER + rng.lognormal(mu, sigma, n_users).astype(np.int64), n_items // 2)
+    weights = 1.0 / np.arange(1, n_items + 1)
+    cdf = np.cumsum(weights) / weights.sum()
+    item_of_rank = rng.permutation(n_items)
+    users = np.repeat(np.arange(n_users, dtype=np.int64), per_user)
+    items = item_of_rank[np.minimum(np.searchsorted(cdf, rng.random(len(users))), n_items - 1)].astype(np.int64)
+    keys = np.sort(users * n_items + items)
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]  # drop duplicate pairs
+    raw = pd.DataFrame({"user_id": keys // n_items, "item_id": keys % n_items})
+    genres = np.zeros((n_items, N_GENRES), dtype=np.int8)
+    for extra in range(3):
+        chosen = rng.integers(0, N_GENRES, n_items)
+        keep = np.ones(n_items, bool) if extra == 0 else rng.random(n_items) < 0.4
+        genres[np.flatnonzero(keep), chosen[keep]] = 1
+    items_meta = pd.DataFrame(genres, columns=[f"genre:g{g:02d}" for g in range(N_GENRES)], index=np.arange(n_items))
+    items_meta.insert(0, "title", [f"item {i}" for i in range(n_items)])
+    return raw, items_meta
+
+
+def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[dict]:
+    """Every stage at one scale in this process; returns the CSV rows."""
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
+    import numpy as np
+    import torch
+    from ipynb.fs.defs import training as training_nb
+    from ipynb.fs.defs.concepts import Analysis, analyze_model
+    from ipynb.fs.defs.data_processing import build_dataset, leave_one_out, popularity_concepts
+    from ipynb.fs.defs.evaluation import make_eval_set, model_ranks, representation_tables, sae_codes
+    from ipynb.fs.defs.experiments import recommender_config
+    from ipynb.fs.defs.sae import sae_preset
+    from ipynb.fs.defs.sae_training import train_sae
+
+    torch.set_num_threads(threads)
+    raw, items_meta = synthetic_raw(scale)
+    rows, sizes = [], {}
+
+    def stage(name, fn):
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            out = fn()
+            seconds = time.perf_counter() - start
+        rows.append({"stage": name, "seconds": round(seconds, 4), "peak_rss_mb": round(mem.peak_mb, 1)})
+        print(f"scale {scale:g} {name:10s} {seconds:9.2f} s  peak RSS {mem.peak_mb:8.1f} MB", flush=True)
+        return out
+
+    def load(raw):
+        ds = build_dataset("synthetic-scaling", raw, items_meta[["title"]], None, {"source": f"scale {scale}"})
+        genre_cols = [c for c in items_meta.columns if c.startswith("genre:")]
+        concepts = items_meta.loc[ds.item_ids, genre_cols].reset_index(drop=True)
+        ds.item_concepts = concepts.join(popularity_concepts(ds.items["popularity"].to_numpy()))
+        return ds
+
+    ds = stage("load", lambda: load(raw))
+    raw = None  # free the raw pairs before the later stages
+    sizes = {"n_users": ds.n_users, "n_items": ds.n_items, "n_interactions": len(ds.interactions)}
+    split = stage("split", lambda: leave_one_out(ds, "random", seed=0))
+    config = recommender_config("mf", "ml-1m", ds.n_users, ds.n_items, epochs=epochs)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, threads=threads))
+    valid_seconds = []
+    evaluate = training_nb.evaluate
+
+    def timed_evaluate(*args, **kwargs):  # the training loop's per-epoch validation, timed
+        start = time.perf_counter()
+        out = evaluate(*args, **kwargs)
+        valid_seconds.append(time.perf_counter() - start)
+        return out
+
+    training_nb.evaluate = timed_evaluate
+    try:
+        model, history = stage("mf_train", lambda: training_nb.train_recommender(
+            config, split, device="cpu", progress=False, patience=0, valid_protocol="full"))
+    finally:
+        training_nb.evaluate = evaluate
+    epoch_seconds = [r["seconds"] for r in history.epochs]
+    peak = rows[-1]["peak_rss_mb"]
+    rows.append({"stage": "mf_epoch", "seconds": round(float(np.median(np.subtract(epoch_seconds, valid_seconds))), 4),
+                 "peak_rss_mb": peak})
+    rows.append({"stage": "mf_valid", "seconds": round(float(np.median(valid_seconds)), 4), "peak_rss_mb": peak})
+    print(f"scale {scale:g} epochs (s, incl. validation): {[round(s, 2) for s in epoch_seconds]}; "
+          f"validation: {[round(s, 2) for s in valid_seconds]}", flush=True)
+    ev = make_eval_set(split, "test", ("full",))
+    stage("eval_full", lambda: model_ranks(model, ev, "full", "cpu"))
+
+    def sae_stage():
+        tables = representation_tables(model, split, ds, device="cpu")
+        sae, _ = train_sae(sae_preset("default", model.repr_dim, steps=sae_steps), tables, progress=False)
+        return tables, sae
+
+    tables, sae = stage("sae", sae_stage)
+
+    def concepts_stage():
+        analysis = Analysis("synthetic-scaling", "mf", ds, split, model, {}, sae, tables,
+                            sae_codes(sae, tables, "item"), sae_codes(sae, tables, "user"))
+        return analyze_model(analysis, seed=0)
+
+    stage("concepts", concepts_stage)
+    return [{"scale": scale, **sizes, **r} for r in rows]
+
+
+def growth_exponents(table):
+    """{stage: least-squares slope of log(seconds) on log(n_interactions)} over the scales in `table` (>= 2)."""
+    import numpy as np
+
+    out = {}
+    for stage_name, group in table.groupby("stage", sort=False):
+        group = group[group["seconds"] > 0]
+        if group["scale"].nunique() >= 2:
+            out[stage_name] = float(np.polyfit(np.log(group["n_interactions"]), np.log(group["seconds"]), 1)[0])
+    return out
+
+
+def plot(table, path: Path) -> None:
+    """Log-log plot of seconds against interactions per stage, with the fitted exponents in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    slopes = growth_exponents(table)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for stage_name in [s for s in STAGES if s in set(table["stage"])]:
+        group = table[table["stage"] == stage_name].sort_values("n_interactions")
+        label = f"{stage_name} (slope {slopes[stage_name]:.2f})" if stage_name in slopes else stage_name
+        ax.loglog(group["n_interactions"], group["seconds"], marker="o", label=label)
+    ax.set_xlabel("interactions (synthetic, scales of ML-1M)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Stage time vs data size (log-log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", nargs="+", type=float, default=[1, 4, 16])
+    parser.add_argument("--epochs", type=int, default=2, help="MF epochs (fixed, no early stop)")
+    parser.add_argument("--sae-steps", type=int, default=300, help="SAE optimiser steps (fixed)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per scale")
+    parser.add_argument("--out", default=str(ROOT / "res_csv" / "benchmarks_scaling.csv"))
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "benchmarks_scaling.png"))
+    parser.add_argument("--no-write", action="store_true", help="print only (no CSV, no plot)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the CSV")
+    parser.add_argument("--one-scale", type=float, default=None, help=argparse.SUPPRESS)  # the subprocess entry
+    args = parser.parse_args(argv)
+    if args.one_scale is not None:
+        print("ROWS " + json.dumps(run_scale(args.one_scale, args.epochs, args.sae_steps, args.threads)), flush=True)
+        return None
+    import pandas as pd
+
+    out = Path(args.out)
+    if not args.plot_only:
+        rows = []
+        for scale in args.scales:
+            cmd = [sys.executable, __file__, "--one-scale", str(scale), "--epochs", str(args.epochs),
+                   "--sae-steps", str(args.sae_steps), "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            sys.stdout.write("".join(line + "\n" for line in proc.stdout.splitlines() if not line.startswith("ROWS ")))
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr[-4000:])
+                raise SystemExit(f"scale {scale:g} failed (exit {proc.returncode}); rows of earlier scales: "
+                                 f"{'kept in ' + str(out) if rows and not args.no_write else 'not written'}")
+            rows += json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("ROWS "))[5:])
+            if not args.no_write:  # after every scale, so a failure at a larger scale keeps the smaller ones
+                new = pd.DataFrame(rows, columns=COLUMNS)
+                old = pd.read_csv(out) if out.is_file() else new.iloc[:0]
+                table = pd.concat([old[~old["scale"].isin(new["scale"])], new], ignore_index=True)
+                table = table.sort_values(["scale", "stage"], key=lambda s: s.map(STAGES.index) if s.name == "stage"
+                                          else s, kind="mergesort")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_suffix(".tmp")
+                table.to_csv(tmp, index=False)
+                os.replace(tmp, out)
+        table = pd.DataFrame(rows, columns=COLUMNS)
+        if not args.no_write:
+            table = pd.read_csv(out)
+    else:
+        table = pd.read_csv(out)
+    print(table.to_string(index=False))
+    slopes = growth_exponents(table)
+    if slopes:
+        print("growth exponent (log-log slope of seconds on interactions):",
+              ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
+    if not args.no_write:
+        plot(table, Path(args.plot))
+        print(f"wrote {out} and {args.plot}")
+    return table
+
+
+if __name__ == "__main__":
+    main()
