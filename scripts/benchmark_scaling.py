@@ -199,6 +199,26 @@ def growth_exponents(table):
     return out
 
 
+def markdown_table(table) -> str:
+    """The README table: seconds per stage and scale, the growth exponent, and the peak RSS of each scale."""
+    scales = sorted(table["scale"].unique())
+    slopes = growth_exponents(table)
+    size = table.drop_duplicates("scale").set_index("scale")
+    head = [f"{s:g}x ({size.loc[s, 'n_users']:,} users, {size.loc[s, 'n_items']:,} items, "
+            f"{size.loc[s, 'n_interactions']:,} pairs)" for s in scales]
+    lines = ["| stage | " + " | ".join(head) + " | growth exponent |", "|---" * (len(scales) + 2) + "|"]
+    for stage_name in [s for s in STAGES if s in set(table["stage"])]:
+        row = table[table["stage"] == stage_name].set_index("scale")["seconds"]
+        cells = [f"{row[s]:.2f} s" if s in row.index else "—" for s in scales]
+        slope = f"{slopes[stage_name]:.2f}" if stage_name in slopes else "—"
+        lines.append(f"| {stage_name} | " + " | ".join(cells) + f" | {slope} |")
+    peak = table.groupby("scale")["peak_rss_mb"].max()
+    total = table[~table["stage"].isin(["mf_epoch", "mf_valid"])].groupby("scale")["seconds"].sum()
+    lines.append("| all stages | " + " | ".join(f"{total[s]:.0f} s" for s in scales) + " | |")
+    lines.append("| peak RSS | " + " | ".join(f"{peak[s] / 1024:.2f} GB" for s in scales) + " | |")
+    return "\n".join(lines)
+
+
 def plot(table, path: Path) -> None:
     """Log-log plot of seconds against interactions per stage, with the fitted exponents in the legend."""
     import matplotlib
@@ -275,6 +295,8 @@ def main(argv=None):
     if slopes:
         print("growth exponent (log-log slope of seconds on interactions):",
               ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
+    print()
+    print(markdown_table(table))
     if not args.no_write:
         plot(table, Path(args.plot))
         print(f"wrote {out} and {args.plot}")

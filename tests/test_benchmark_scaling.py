@@ -41,6 +41,8 @@ def test_smoke_run_has_every_stage(tmp_path):
     table = pd.DataFrame(rows, columns=bench.COLUMNS)
     assert list(table["stage"]) == bench.STAGES and table[bench.COLUMNS].notna().all().all()
     assert (table["seconds"] >= 0).all() and (table["peak_rss_mb"] > 0).all() and table["n_users"].iloc[0] == 100
-    bench.plot(pd.concat([table, table.assign(scale=0.02, n_interactions=2 * table["n_interactions"])]),
-               tmp_path / "plot.png")
+    two = pd.concat([table, table.assign(scale=0.02, n_interactions=2 * table["n_interactions"])])
+    bench.plot(two, tmp_path / "plot.png")
+    markdown = bench.markdown_table(two)
+    assert markdown.count("\n") == len(bench.STAGES) + 3 and "| peak RSS |" in markdown
     assert (tmp_path / "plot.png").stat().st_size > 1000
