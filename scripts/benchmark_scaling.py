@@ -7,19 +7,21 @@ items), each draw with Zipf popularity (p(rank r) ∝ r^-1, seed 0), and repeate
 a scale holds about 0.6 s million distinct pairs (599,421 at 1x: fewer than ML-1M's 1,000,209, because popular
 items are drawn repeatedly); every item gets 1-3 of 18 random `genre:` concepts (labels carry no signal: this is a
 timing run). Stages, each
-timed with the peak RSS of the process during it (every scale runs in its own subprocess, so RSS is per scale):
+timed in wall seconds and in CPU seconds of the process (time.process_time: on a shared machine the CPU time is
+what the work costs, the wall time what the load made of it), with the peak RSS of the process during it (every
+scale runs in its own subprocess, so RSS is per scale):
 
   load        build_dataset on the raw pairs (indexing, metadata, popularity, interaction_fingerprint) + concepts
   split       leave_one_out(random, seed 0)
   mf_train    train_recommender on ML-1M's tuned MF config (dim 64, full softmax, batch 128) for --epochs epochs
               (no early stop), per-epoch full-ranking validation included, exactly as the training notebook runs it
-  mf_epoch    the median epoch of mf_train without its validation (derived from mf_train, not a separate run)
-  mf_valid    the median per-epoch validation (derived from mf_train)
+  mf_epoch    the median training pass of one epoch of mf_train, without its validation (timed inside mf_train)
+  mf_valid    the median per-epoch validation of mf_train (timed inside mf_train)
   eval_full   model_ranks on the test stage, full ranking over all non-history items
   sae         representation_tables + train_sae (the default SAE preset with a fixed number of --sae-steps)
   concepts    concepts.analyze_model: the SAE and its four controls against every item concept
 
-Writes res_csv/benchmarks_scaling.csv (scale, n_users, n_items, n_interactions, stage, seconds, peak_rss_mb;
+Writes res_csv/benchmarks_scaling.csv (scale, n_users, n_items, n_interactions, stage, seconds, cpu_seconds, peak_rss_mb;
 rows of scales not run now are kept) and, with --plot, docs/benchmarks_scaling.png and the per-stage growth
 exponent (least-squares slope of log seconds on log n_interactions over the scales in the CSV).
 
@@ -44,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ML1M = {"n_users": 6040, "n_items": 3706, "n_interactions": 1_000_209}
 ML1M_MIN_PER_USER = 20
-COLUMNS = ["scale", "n_users", "n_items", "n_interactions", "stage", "seconds", "peak_rss_mb"]
+COLUMNS = ["scale", "n_users", "n_items", "n_interactions", "stage", "seconds", "cpu_seconds", "peak_rss_mb"]
 STAGES = ["load", "split", "mf_train", "mf_epoch", "mf_valid", "eval_full", "sae", "concepts"]
 N_GENRES = 18
 
@@ -128,11 +130,13 @@ def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[d
 
     def stage(name, fn):
         with PeakMemory() as mem:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             out = fn()
-            seconds = time.perf_counter() - start
-        rows.append({"stage": name, "seconds": round(seconds, 4), "peak_rss_mb": round(mem.peak_mb, 1)})
-        print(f"scale {scale:g} {name:10s} {seconds:9.2f} s  peak RSS {mem.peak_mb:8.1f} MB", flush=True)
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        rows.append({"stage": name, "seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4),
+                     "peak_rss_mb": round(mem.peak_mb, 1)})
+        print(f"scale {scale:g} {name:10s} {seconds:9.2f} s ({cpu_seconds:9.2f} CPU-s)  peak RSS {mem.peak_mb:8.1f} MB",
+              flush=True)
         return out
 
     def load(raw):
@@ -148,28 +152,30 @@ def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[d
     split = stage("split", lambda: leave_one_out(ds, "random", seed=0))
     config = recommender_config("mf", "ml-1m", ds.n_users, ds.n_items, epochs=epochs)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, threads=threads))
-    valid_seconds = []
-    evaluate = training_nb.evaluate
+    timings = {"epoch": [], "valid": []}  # (wall, CPU) seconds of each epoch's training pass and validation
 
-    def timed_evaluate(*args, **kwargs):  # the training loop's per-epoch validation, timed
-        start = time.perf_counter()
-        out = evaluate(*args, **kwargs)
-        valid_seconds.append(time.perf_counter() - start)
-        return out
+    def timed(kind, fn):
+        def wrapper(*args, **kwargs):
+            start, cpu = time.perf_counter(), time.process_time()
+            out = fn(*args, **kwargs)
+            timings[kind].append((time.perf_counter() - start, time.process_time() - cpu))
+            return out
+        return wrapper
 
-    training_nb.evaluate = timed_evaluate
+    originals = training_nb._train_epoch, training_nb.evaluate
+    training_nb._train_epoch, training_nb.evaluate = timed("epoch", originals[0]), timed("valid", originals[1])
     try:
-        model, history = stage("mf_train", lambda: training_nb.train_recommender(
+        model, _ = stage("mf_train", lambda: training_nb.train_recommender(
             config, split, device="cpu", progress=False, patience=0, valid_protocol="full"))
     finally:
-        training_nb.evaluate = evaluate
-    epoch_seconds = [r["seconds"] for r in history.epochs]
+        training_nb._train_epoch, training_nb.evaluate = originals
     peak = rows[-1]["peak_rss_mb"]
-    rows.append({"stage": "mf_epoch", "seconds": round(float(np.median(np.subtract(epoch_seconds, valid_seconds))), 4),
-                 "peak_rss_mb": peak})
-    rows.append({"stage": "mf_valid", "seconds": round(float(np.median(valid_seconds)), 4), "peak_rss_mb": peak})
-    print(f"scale {scale:g} epochs (s, incl. validation): {[round(s, 2) for s in epoch_seconds]}; "
-          f"validation: {[round(s, 2) for s in valid_seconds]}", flush=True)
+    for kind in ("epoch", "valid"):
+        wall, cpu = np.median(np.array(timings[kind]), axis=0)
+        rows.append({"stage": f"mf_{kind}", "seconds": round(float(wall), 4), "cpu_seconds": round(float(cpu), 4),
+                     "peak_rss_mb": peak})
+    print(f"scale {scale:g} (wall, CPU) seconds of each epoch's training pass: {np.round(timings['epoch'], 2).tolist()}; "
+          f"of its validation: {np.round(timings['valid'], 2).tolist()}", flush=True)
     ev = make_eval_set(split, "test", ("full",))
     stage("eval_full", lambda: model_ranks(model, ev, "full", "cpu"))
 
@@ -213,54 +219,60 @@ def fingerprint_check(scale: float) -> None:
           f"{old_s:.2f} s ({old_s / new_s:.1f}x), same value: {new == old}")
 
 
-def growth_exponents(table):
-    """{stage: least-squares slope of log(seconds) on log(n_interactions)} over the scales in `table` (>= 2)."""
+def growth_exponents(table, column: str = "seconds"):
+    """{stage: least-squares slope of log(column) on log(n_interactions)} over the scales in `table` (>= 2)."""
     import numpy as np
 
     out = {}
     for stage_name, group in table.groupby("stage", sort=False):
-        group = group[group["seconds"] > 0]
+        group = group[group[column] > 0]
         if group["scale"].nunique() >= 2:
-            out[stage_name] = float(np.polyfit(np.log(group["n_interactions"]), np.log(group["seconds"]), 1)[0])
+            out[stage_name] = float(np.polyfit(np.log(group["n_interactions"]), np.log(group[column]), 1)[0])
     return out
 
 
 def markdown_table(table) -> str:
-    """The README table: seconds per stage and scale, the growth exponent, and the peak RSS of each scale."""
+    """The README table: wall (CPU) seconds per stage and scale, both growth exponents, and each scale's peak RSS."""
     scales = sorted(table["scale"].unique())
-    slopes = growth_exponents(table)
+    if "cpu_seconds" not in table or table["cpu_seconds"].isna().any():  # rows written before cpu_seconds existed
+        table = table.assign(cpu_seconds=float("nan"))
+    wall, cpu = growth_exponents(table), growth_exponents(table, "cpu_seconds")
     size = table.drop_duplicates("scale").set_index("scale")
     head = [f"{s:g}x ({size.loc[s, 'n_users']:,} users, {size.loc[s, 'n_items']:,} items, "
             f"{size.loc[s, 'n_interactions']:,} pairs)" for s in scales]
-    lines = ["| stage | " + " | ".join(head) + " | growth exponent |", "|---" * (len(scales) + 2) + "|"]
+    lines = ["| stage: wall s (CPU s) | " + " | ".join(head) + " | growth exponent wall (CPU) |",
+             "|---" * (len(scales) + 2) + "|"]
     for stage_name in [s for s in STAGES if s in set(table["stage"])]:
-        row = table[table["stage"] == stage_name].set_index("scale")["seconds"]
-        cells = [f"{row[s]:.2f} s" if s in row.index else "—" for s in scales]
-        slope = f"{slopes[stage_name]:.2f}" if stage_name in slopes else "—"
+        rows = table[table["stage"] == stage_name].set_index("scale")
+        cells = [f"{rows.loc[s, 'seconds']:.2f} ({rows.loc[s, 'cpu_seconds']:.2f})" if s in rows.index else "—"
+                 for s in scales]
+        slope = f"{wall[stage_name]:.2f} ({cpu.get(stage_name, float('nan')):.2f})" if stage_name in wall else "—"
         lines.append(f"| {stage_name} | " + " | ".join(cells) + f" | {slope} |")
     peak = table.groupby("scale")["peak_rss_mb"].max()
-    total = table[~table["stage"].isin(["mf_epoch", "mf_valid"])].groupby("scale")["seconds"].sum()
-    lines.append("| all stages | " + " | ".join(f"{total[s]:.0f} s" for s in scales) + " | |")
+    total = table[~table["stage"].isin(["mf_epoch", "mf_valid"])].groupby("scale")[["seconds", "cpu_seconds"]].sum()
+    lines.append("| all stages | " + " | ".join(f"{total.loc[s, 'seconds']:.0f} ({total.loc[s, 'cpu_seconds']:.0f})"
+                                                for s in scales) + " | |")
     lines.append("| peak RSS | " + " | ".join(f"{peak[s] / 1024:.2f} GB" for s in scales) + " | |")
     return "\n".join(lines)
 
 
 def plot(table, path: Path) -> None:
-    """Log-log plot of seconds against interactions per stage, with the fitted exponents in the legend."""
+    """Log-log plot of CPU seconds against interactions per stage, with the fitted exponents in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    slopes = growth_exponents(table)
+    column = "cpu_seconds" if "cpu_seconds" in table and table["cpu_seconds"].notna().all() else "seconds"
+    slopes = growth_exponents(table, column)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for stage_name in [s for s in STAGES if s in set(table["stage"])]:
         group = table[table["stage"] == stage_name].sort_values("n_interactions")
         label = f"{stage_name} (slope {slopes[stage_name]:.2f})" if stage_name in slopes else stage_name
-        ax.loglog(group["n_interactions"], group["seconds"], marker="o", label=label)
-    ax.set_xlabel("interactions (synthetic, scales of ML-1M)")
-    ax.set_ylabel("seconds")
-    ax.set_title("Stage time vs data size (log-log)")
+        ax.loglog(group["n_interactions"], group[column], marker="o", label=label)
+    ax.set_xlabel("distinct (user, item) pairs (synthetic, 1x / 4x / 16x ML-1M users and items)")
+    ax.set_ylabel("CPU seconds (1 thread)" if column == "cpu_seconds" else "wall seconds (1 thread)")
+    ax.set_title("Stage cost vs data size (log-log)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -324,8 +336,11 @@ def main(argv=None):
     print(table.to_string(index=False))
     slopes = growth_exponents(table)
     if slopes:
-        print("growth exponent (log-log slope of seconds on interactions):",
+        print("growth exponent (log-log slope of wall seconds on interactions):",
               ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
+        if "cpu_seconds" in table:
+            print("growth exponent of CPU seconds:",
+                  ", ".join(f"{k} {v:.2f}" for k, v in growth_exponents(table, "cpu_seconds").items()))
     print()
     print(markdown_table(table))
     if not args.no_write:
