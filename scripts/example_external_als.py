@@ -11,7 +11,7 @@
 3. Prints the numbers the README quotes, from the run folder's tables.
 
 Needs the optional library implicit (pip install -r requirements-external.txt) and ML-1M under
-$MONOSEMREC_DATA_DIR. Takes about ten minutes on a loaded 2-core machine.
+$MONOSEMREC_DATA_DIR. On the shared 2-core machine under heavy load the interventions step alone took ~25 minutes.
 
 Usage: python scripts/example_external_als.py --run-dir runs/external_als
 """
@@ -39,8 +39,8 @@ def papermill(notebook: str, run_dir: Path, params: dict) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--n-users", type=int, default=200, help="users of the interventions run")
-    parser.add_argument("--n-items", type=int, default=2, help="promoted items of the interventions run")
+    parser.add_argument("--n-users", type=int, default=50, help="users of the interventions run")
+    parser.add_argument("--n-items", type=int, default=1, help="promoted items of the interventions run")
     parser.add_argument("--skip-import", action="store_true", help="reuse the run folder's checkpoint")
     args = parser.parse_args(argv)
     run = args.run_dir.resolve()
