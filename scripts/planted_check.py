@@ -91,8 +91,19 @@ def planted_embeddings(ds, dim: int, seed: int, noise: float = PLANTED_NOISE):
     return model
 
 
-def preset_rows(presets, seeds, scenarios=SCENARIOS, embeddings=("mf",)) -> list[dict]:
-    """Planted recovery of each shipped SAE preset (unchanged) on every scenario, kind of embeddings and seed."""
+def merge_preset_rows(rows: list[dict], out: Path) -> None:
+    """Merge rows into the presets CSV `out` (same scenario, embeddings, preset, seed: replaced)."""
+    if out.is_file():  # rows written before the 'embeddings' column are MF rows
+        old = pd.read_csv(out)
+        if "embeddings" not in old.columns:
+            write_csv(old.assign(embeddings="mf"), out, sort_by=["preset", "scenario", "seed"])
+    merge_rows(out, rows, ["scenario", "embeddings", "preset", "seed"], PRESET_COLUMNS,
+               sort_by=["preset", "embeddings", "scenario", "seed"])
+
+
+def preset_rows(presets, seeds, scenarios=SCENARIOS, embeddings=("mf",), out: Path | None = None) -> list[dict]:
+    """Planted recovery of each shipped SAE preset (unchanged) on every scenario, kind of embeddings and seed;
+    with `out`, each row is merged into that CSV as soon as it is measured."""
     rows = []
     for (name, kwargs, dim), kind, seed in itertools.product(scenarios, embeddings, seeds):
         ds = make_planted(seed=seed, **kwargs)
@@ -126,6 +137,8 @@ def preset_rows(presets, seeds, scenarios=SCENARIOS, embeddings=("mf",)) -> list
                   f"{ds.item_concepts.shape[1]} recovered (median cosine {rows[-1]['median_best_cosine']:.3f}, "
                   f"item L0 {rows[-1]['l0_items']:.1f}, concept R2 {rows[-1]['concept_r2']:.2f}) [{seconds:.0f} s]",
                   flush=True)
+            if out is not None:
+                merge_preset_rows(rows[-1:], out)
     return rows
 
 
@@ -153,16 +166,11 @@ def main(argv=None) -> pd.DataFrame:
     args = ap.parse_args(argv)
     if args.presets:
         scenarios = [s for s in SCENARIOS if args.scenarios is None or s[0] in args.scenarios]
-        table = pd.DataFrame(preset_rows(args.presets, args.seeds, scenarios, args.embeddings))
+        out = None if args.no_write else (Path(args.out) if args.out else
+                                          results_dir() / "synthetic" / "planted_recovery_presets.csv")
+        table = pd.DataFrame(preset_rows(args.presets, args.seeds, scenarios, args.embeddings, out))
         print(table.groupby(["preset", "embeddings", "scenario"], sort=False)["recovered_share"].mean().to_string())
-        if not args.no_write:
-            out = Path(args.out) if args.out else results_dir() / "synthetic" / "planted_recovery_presets.csv"
-            keys = ["scenario", "embeddings", "preset", "seed"]
-            if out.is_file():  # rows written before the 'embeddings' column are MF rows
-                old = pd.read_csv(out)
-                if "embeddings" not in old.columns:
-                    write_csv(old.assign(embeddings="mf"), out, sort_by=["preset", "scenario", "seed"])
-            merge_rows(out, table.to_dict("records"), keys, PRESET_COLUMNS, sort_by=["preset", "embeddings", "scenario", "seed"])
+        if out is not None:
             print(f"wrote {out}")
         return table
     rows = []
