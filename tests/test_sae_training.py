@@ -359,5 +359,5 @@ def test_pursuit_options_are_validated():
         SAEConfig(input_dim=8, n_neurons=32, pursuit_tol=0.3)
     with pytest.raises(ValueError, match="steps schedule"):
         SAEConfig(input_dim=8, n_neurons=32, encoder="pursuit", pursuit_train=True)
-    with pytest.raises(ValueError, match="cosine threshold"):
+    with pytest.raises(ValueError, match="pursuit_tol must lie in"):
         SAEConfig(input_dim=8, n_neurons=32, encoder="pursuit", pursuit_tol=1.0)
