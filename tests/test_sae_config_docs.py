@@ -11,7 +11,9 @@ FIELDS = ("input_dim", "n_neurons", "activation", "k", "prefixes", "tied", "lamb
           "attn_dropout", "lambda_contrastive", "contrastive_temperature", "contrastive_noise",
           # issue 11 (appended; defaults keep the epoch schedule and the linear encoder)
           "steps", "warmup_steps", "decay_frac", "grad_clip", "dict_init", "remove_parallel_grad",
-          "pred_finetune_steps", "finetune_lr", "dead_rate", "homeostasis", "encoder", "threads")
+          "pred_finetune_steps", "finetune_lr", "dead_rate", "homeostasis", "encoder", "threads",
+          # issue 11, adaptive sparsity (appended; defaults keep the pursuit encoder at <= k atoms, training linear)
+          "pursuit_tol", "pursuit_train")
 
 
 def _class_source() -> list[str]:
