@@ -290,7 +290,8 @@ def test_pursuit_needs_a_k_sparse_linear_decoder_and_recipe_fields_need_steps():
 def test_old_sidecars_load_with_the_new_fields_at_their_defaults():
     new = ("steps", "warmup_steps", "decay_frac", "grad_clip", "dict_init", "remove_parallel_grad",
            "pred_finetune_steps", "finetune_lr", "dead_rate", "homeostasis", "encoder", "threads",
-           "pred_pool")  # issue 15
+           "pred_pool",  # issue 15
+           "pursuit_tol", "pursuit_train")  # issue 11, adaptive sparsity
     names = [f.name for f in dataclasses.fields(SAEConfig)]
     assert tuple(names[-len(new):]) == new  # appended at the end: the stored field order is kept
     for preset in ("default", "paper"):

@@ -13,7 +13,9 @@ FIELDS = ("input_dim", "n_neurons", "activation", "k", "prefixes", "tied", "lamb
           "steps", "warmup_steps", "decay_frac", "grad_clip", "dict_init", "remove_parallel_grad",
           "pred_finetune_steps", "finetune_lr", "dead_rate", "homeostasis", "encoder", "threads",
           # issue 15 (appended; 0 keeps the per-user random draw)
-          "pred_pool")
+          "pred_pool",
+          # issue 11, adaptive sparsity (appended; defaults keep the pursuit encoder at <= k atoms, training linear)
+          "pursuit_tol", "pursuit_train")
 
 
 def _class_source() -> list[str]:
