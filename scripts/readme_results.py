@@ -163,6 +163,19 @@ def recipe_section() -> list[str]:
                                  metrics[:-1] + ["dead_frac_all", "pure_concepts"])
             if spread is not None:
                 default_seeds.append({"dataset": dataset, "model": model, "seeds": "0, 1, 2", **spread})
+    for dataset in DATASETS:  # concept counts of measurement rows, SAE against its controls (scripts/sae_concepts.py)
+        table = read(dataset, "sae_concepts")
+        if table is None:
+            continue
+        cells = table.assign(cell=table["pure_concepts"].astype(int).astype(str) + " / "
+                             + table["n_concepts_purity10_ge_08"].astype(int).astype(str))
+        wide = cells.rename(columns={"sae": "row"}).pivot_table(index=["model", "row"], columns="representation",
+                                                                values="cell", aggfunc="first", sort=False)
+        wide = wide[[c for c in ("sae", "raw", "pca", "rotation", "untrained_sae") if c in wide]].reset_index()
+        wide.columns.name = None
+        out += [f"**{dataset}** — concepts of measurement rows against the same controls (`pure_concepts` / best unit's "
+                f"purity@10 ≥ 0.8; `res_csv/{dataset}/sae_concepts.csv`, `scripts/sae_concepts.py`; the support rule "
+                "applies):", "", markdown(wide), ""]
     if default_seeds:
         out += ["The default SAE (the first row per model; linear encoder) over SAE seeds 0, 1, 2 (rows `default`, "
                 "`default_seed1`, `default_seed2`; mean ± sample sd; same data split and recommender):", "",
