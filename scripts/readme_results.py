@@ -119,11 +119,12 @@ RECIPE_MODELS = {"ml-1m": ["mf", "ncf"], "ml-100k": ["sasrec"], "lastfm": ["mf"]
 
 
 def seed_spread(table: pd.DataFrame, model: str, names: list, metrics: list) -> dict | None:
-    """Mean ± sample sd of `metrics` over the rows `names` of `model` (one per seed), or None when one is missing."""
+    """Mean ± sample sd of `metrics` over the rows `names` of `model` (one per seed; '—' where a seed has no value),
+    or None when a row is missing."""
     got = table[(table["model"] == model) & table["sae"].isin(names)]
     if len(got) != len(names):
         return None
-    return {m: f"{got[m].mean():.3f} ± {got[m].std(ddof=1):.3f}" for m in metrics}
+    return {m: f"{got[m].mean():.3f} ± {got[m].std(ddof=1):.3f}" if got[m].notna().all() else "—" for m in metrics}
 
 
 def recipe_section() -> list[str]:
