@@ -142,9 +142,19 @@ def variants_section() -> list[str]:
 RECIPE_MODELS = {"ml-1m": ["mf", "ncf"], "ml-100k": ["sasrec"], "lastfm": ["mf"]}
 
 
+def seed_spread(table: pd.DataFrame, model: str, names: list, metrics: list) -> dict | None:
+    """Mean ± sample sd of `metrics` over the rows `names` of `model` (one per seed; '—' where a seed has no value),
+    or None when a row is missing."""
+    got = table[(table["model"] == model) & table["sae"].isin(names)]
+    if len(got) != len(names):
+        return None
+    return {m: f"{got[m].mean():.3f} ± {got[m].std(ddof=1):.3f}" if got[m].notna().all() else "—" for m in metrics}
+
+
 def recipe_section() -> list[str]:
-    """The issue-11 recipe rows (frontier, linear vs pursuit encoder) and the seed spread of recipe_k32."""
-    out, seeds = [], []
+    """The issue-11 recipe rows (frontier, linear vs pursuit encoder, Matryoshka) and the seed spreads of recipe_k32
+    and of the default SAE."""
+    out, seeds, default_seeds = [], [], []
     cols = ["model", "sae", "k", "encoder", "fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau",
             "hr_ratio_spliced", "dead_frac_all", "pure_concepts", "train_seconds", "steps"]
     metrics = ["fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau", "hr_ratio_spliced", "pure_concepts"]
@@ -154,7 +164,7 @@ def recipe_section() -> list[str]:
             continue
         table = table[table["model"].isin(models)]
         sae = table["sae"].astype(str)
-        rows = table[((table["order"] == 0) | sae.str.startswith("recipe_k")) & ~sae.str.contains("_seed")]
+        rows = table[((table["order"] == 0) | sae.str.startswith("recipe_")) & ~sae.str.contains("_seed")]
         if rows.empty:
             continue
         out += [f"**{dataset}** — the default SAE and the recipe rows (`res_csv/{dataset}/sae_fidelity.csv`; "
@@ -163,13 +173,38 @@ def recipe_section() -> list[str]:
             for encoder in ("linear", "pursuit"):
                 tail = "_pursuit" if encoder == "pursuit" else ""
                 names = [f"recipe_k32{tail}", f"recipe_k32_seed1{tail}", f"recipe_k32_seed2{tail}"]
-                got = table[(table["model"] == model) & table["sae"].isin(names)]
-                if len(got) == len(names):
-                    seeds.append({"dataset": dataset, "model": model, "encoder": encoder, "seeds": "0, 1, 2",
-                                  **{m: f"{got[m].mean():.3f} ± {got[m].std(ddof=1):.3f}" for m in metrics}})
+                spread = seed_spread(table, model, names, metrics)
+                if spread is not None:
+                    seeds.append({"dataset": dataset, "model": model, "encoder": encoder, "seeds": "0, 1, 2", **spread})
     if seeds:
         out += ["`recipe_k32` over SAE seeds 0, 1, 2 (mean ± sample sd; same data split and recommender):", "",
                 markdown(pd.DataFrame(seeds)), ""]
+    for dataset in DATASETS:  # the headline rows: the default SAE (first row, seed 0) and its default_seed<s> rows
+        table = read(dataset, "sae_fidelity")
+        if table is None:
+            continue
+        for model in table[(table["order"] == 0) & (table["sae"] == "default")]["model"]:
+            spread = seed_spread(table, model, ["default", "default_seed1", "default_seed2"],
+                                 metrics[:-1] + ["dead_frac_all", "pure_concepts"])
+            if spread is not None:
+                default_seeds.append({"dataset": dataset, "model": model, "seeds": "0, 1, 2", **spread})
+    for dataset in DATASETS:  # concept counts of measurement rows, SAE against its controls (scripts/sae_concepts.py)
+        table = read(dataset, "sae_concepts")
+        if table is None:
+            continue
+        cells = table.assign(cell=table["pure_concepts"].astype(int).astype(str) + " / "
+                             + table["n_concepts_purity10_ge_08"].astype(int).astype(str))
+        wide = cells.rename(columns={"sae": "row"}).pivot_table(index=["model", "row"], columns="representation",
+                                                                values="cell", aggfunc="first", sort=False)
+        wide = wide[[c for c in ("sae", "raw", "pca", "rotation", "untrained_sae") if c in wide]].reset_index()
+        wide.columns.name = None
+        out += [f"**{dataset}** — concepts of measurement rows against the same controls (`pure_concepts` / best unit's "
+                f"purity@10 ≥ 0.8; `res_csv/{dataset}/sae_concepts.csv`, `scripts/sae_concepts.py`; the support rule "
+                "applies):", "", markdown(wide), ""]
+    if default_seeds:
+        out += ["The default SAE (the first row per model; linear encoder) over SAE seeds 0, 1, 2 (rows `default`, "
+                "`default_seed1`, `default_seed2`; mean ± sample sd; same data split and recommender):", "",
+                markdown(pd.DataFrame(default_seeds)), ""]
     return out + first_layer_lines()
 
 
@@ -212,6 +247,9 @@ def first_layer_lines() -> list[str]:
 
 def purity_section() -> list[str]:
     """Pure concepts (the concepts notebook's one definition, column `pure_concepts`): SAE against the controls."""
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    from ipynb.fs.defs.experiments import CONCEPT_MIN_SUPPORT  # the support rule: one copy
+
     out = []
     for dataset in DATASETS:
         table = read(dataset, "concept_summary")
@@ -221,9 +259,19 @@ def purity_section() -> list[str]:
         counts = table.pivot_table(index="model", columns="representation", values="pure_concepts", sort=False)
         counts = counts[[c for c in ("sae", "raw", "pca", "rotation", "untrained_sae") if c in counts]].reset_index()
         counts.columns.name = None
+        support = CONCEPT_MIN_SUPPORT.get(dataset, 0)
+        on = f"; items with ≥ {support} interacting users only" if support else ""
         out += [f"**{dataset}** — pure {family}s (of {n_concepts}): the unit with the best purity@10 has purity@10 ≥ 0.9, "
-                f"lift@10 ≥ 3 and BH q < 0.01 (`pure_concepts` in `res_csv/{dataset}/concept_summary.csv`)", "",
+                f"lift@10 ≥ 3 and BH q < 0.01 (`pure_concepts` in `res_csv/{dataset}/concept_summary.csv`{on})", "",
                 markdown(counts, 0), ""]
+        if support:
+            loose = table.pivot_table(index="model", columns="representation", values="n_concepts_purity10_ge_08",
+                                      sort=False)
+            loose = loose[[c for c in ("sae", "raw", "pca", "rotation", "untrained_sae") if c in loose]].reset_index()
+            loose.columns.name = None
+            out += [f"**{dataset}** — {family}s (of {n_concepts}) whose best unit has purity@10 ≥ 0.8 (purity alone: "
+                    f"`n_concepts_purity10_ge_08`, the issue-11 target's count), items with ≥ {support} interacting "
+                    "users only", "", markdown(loose, 0), ""]
     return out
 
 

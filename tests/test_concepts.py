@@ -15,8 +15,11 @@ from ipynb.fs.defs.concepts import (
     best_concept_per_unit,
     best_neuron_per_concept,
     cached_analysis,
+    concept_items,
     concept_statistics,
+    count_pure_concepts,
     monosemanticity_score,
+    neuron_dictionary,
     neuron_label,
     popularity_spearman,
     prefix_level,
@@ -268,3 +271,41 @@ def test_the_run_writes_the_three_tables(tmp_path):
     assert pd.read_csv(folder / "concept_summary.csv")["model"].tolist() == ["mf"] * 5 + ["other"] * 5
     with pytest.raises(FileNotFoundError, match="no SAE checkpoint"):
         analyze_dataset("synthetic", None, ds=ds, paths=Paths.under(tmp_path / "empty"))
+
+
+def test_the_support_mask_drops_items_before_ranking_counting_and_testing():
+    # without items 0 and 1: unit 0 ranks 2, 3 (active), unit 1 ranks 7, 6, 5, 4; 6 supported items
+    keep = np.array([False, False, True, True, True, True, True, True])
+    st = concept_statistics(CODES, TABLE, ks=(2,), test_k=2, items=keep).set_index(["neuron", "concept"])
+    assert st.loc[(0, "a"), "n_active"] == 2 and st.loc[(0, "a"), "purity_at_2"] == 0.5  # item 2 has a, 3 has not
+    assert math.isclose(st.loc[(0, "a"), "base_rate"], 1 / 6)  # a on item 2 of the 6 supported items
+    assert math.isclose(st.loc[(0, "a"), "p_value"], scipy.stats.hypergeom.sf(0, 6, 1, 2))
+    assert st.loc[(1, "b"), "purity_at_2"] == 1.0 and st.loc[(1, "b"), "base_rate"] == 1.0
+    # the same as computing on the subset by hand
+    direct = concept_statistics(CODES[keep], TABLE[keep].reset_index(drop=True), ks=(2,), test_k=2)
+    pd.testing.assert_frame_equal(st.reset_index()[direct.columns], direct)
+    assert count_pure_concepts(np.tile(CODES, (7, 1)), pd.concat([TABLE] * 7, ignore_index=True), np.ones(56, bool)) == \
+        count_pure_concepts(np.tile(CODES, (7, 1)), pd.concat([TABLE] * 7, ignore_index=True))
+
+
+@pytest.mark.parametrize("bad", [np.array([2, 3, 4]), np.ones(7, bool), np.ones(8)])
+def test_a_support_mask_that_is_not_one_bool_per_item_is_rejected(bad):
+    with pytest.raises(ValueError, match="boolean mask of the 8 items"):
+        concept_statistics(CODES, TABLE, ks=(2,), test_k=2, items=bad)
+
+
+def test_concept_items_applies_the_declared_minimum_support():
+    ds = make_synthetic(n_users=40, n_items=30, per_user=5, seed=0)
+    assert concept_items(ds).all()  # no rule declared for the synthetic data
+    ds.key = "lastfm"  # the Last.FM rule (>= 5 interacting users) on the same items
+    assert concept_items(ds).tolist() == (ds.items["popularity"] >= 5).tolist()
+    assert 0 < concept_items(ds).sum() < 30
+
+
+def test_the_neuron_dictionary_lists_supported_top_items():
+    items = pd.DataFrame({"title": [f"t{i}" for i in range(8)], "log_popularity": np.arange(8.0)})
+    keep = np.array([True, False, True, True, True, True, True, False])
+    stats = concept_statistics(CODES, TABLE, ks=(2,), test_k=2, items=keep)
+    d = neuron_dictionary(CODES, np.zeros((1, 3)), stats, items, np.eye(8), test_k=2, supported=keep)
+    assert d["top_items"].tolist() == ["t0 | t2 | t3", "t6 | t5 | t4", ""]
+    assert d["n_active_items"].tolist() == [4, 4, 1]  # frequencies stay over all items

@@ -29,3 +29,27 @@ def test_paper_fidelity_defined_once():
     script = (ROOT / "scripts" / "readme_results.py").read_text(encoding="utf-8")
     assert "PAPER_FIDELITY =" not in script and "from ipynb.fs.defs.experiments import PAPER_FIDELITY" in script
     assert sum("PAPER_FIDELITY = " in p.read_text(encoding="utf-8") for p in (ROOT / "notebooks").glob("*.ipynb")) == 1
+
+
+def test_seed_spread_is_mean_and_sample_sd_and_blank_where_a_seed_has_no_value():
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from readme_results import seed_spread
+
+    table = pd.DataFrame({"model": ["mf"] * 3 + ["ncf"], "sae": ["default", "default_seed1", "default_seed2", "default"],
+                          "fve_users": [0.90, 0.92, 0.94, 0.5], "pure_concepts": [7, 9, float("nan"), 1]})
+    spread = seed_spread(table, "mf", ["default", "default_seed1", "default_seed2"], ["fve_users", "pure_concepts"])
+    assert spread == {"fve_users": "0.920 ± 0.020", "pure_concepts": "—"}  # sd of 0.90, 0.92, 0.94 (ddof 1)
+    assert seed_spread(table, "ncf", ["default", "default_seed1"], ["fve_users"]) is None  # a seed row is missing
+
+
+def test_the_support_rule_is_declared_once():
+    """The concept support rule lives in the experiments notebook; concepts and the README script import it."""
+    script = (ROOT / "scripts" / "readme_results.py").read_text(encoding="utf-8")
+    assert "from ipynb.fs.defs.experiments import CONCEPT_MIN_SUPPORT" in script
+    assert "CONCEPT_MIN_SUPPORT = " not in script
+    from ipynb.fs.defs.concepts import CONCEPT_MIN_SUPPORT as used
+    from ipynb.fs.defs.experiments import CONCEPT_MIN_SUPPORT
+
+    assert used is CONCEPT_MIN_SUPPORT and CONCEPT_MIN_SUPPORT["lastfm"] == 5

@@ -125,15 +125,22 @@ def test_sae_runs_first_row_and_sweeps():
     assert (long.epochs, long.pred_every) == (300, 1) and dataclasses.replace(long, epochs=runs[0][1].epochs,
                                                                               pred_every=runs[0][1].pred_every) == runs[0][1]
     assert names[7] == "long"  # appended: the order numbers of the committed rows do not move
-    assert all(name.startswith("recipe_") for name in names[8:-1]) and "recipe_k4_pursuit" in names
-    assert names[-1] == "default_m4r"  # the paper's protocol (issue 11), appended
+    assert all(name.startswith("recipe_") for name in names[8:-3]) and "recipe_k4_pursuit" in names
+    assert names[-6:] == ["recipe_matryoshka", "recipe_matryoshka_pursuit", "recipe_adaptive", "default_m4r",
+                          "default_seed1", "default_seed2"]  # appended: the paper's protocol (issue 11), then the seeds
+    matryoshka, plain = dict(runs)["recipe_matryoshka"], dict(runs)["recipe_k32"]
+    assert matryoshka.prefixes == (64, 128, 256, 512) and dataclasses.replace(matryoshka, prefixes=()) == plain
+    seed1 = dict(runs)["default_seed1"]
+    assert seed1.seed == 1 and dataclasses.replace(seed1, seed=0) == runs[0][1]  # only the SAE seed differs
     paper = sae_runs("ml-1m", "ncf_paper", 20)
     assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
     assert [cfg.lambda_pred for _, cfg in paper[1:6]] == [0.0, 1.0, 2.0, 5.0, 10.0]
     assert [name for name, _ in paper[6:]] == ["paper_m4r", "paper_e45_m4r", "paper_e90_m4r", "paper_e90"]
     lastfm = [name for name, _ in sae_runs("lastfm", "mf", 64)]
-    assert lastfm[0] == "default" and all(name.startswith("recipe_") for name in lastfm[1:])
-    assert [name for name, _ in sae_runs("lastfm", "ncf", 32)] == ["default"]
+    assert lastfm[0] == "default" and all(name.startswith("recipe_") for name in lastfm[1:-2])
+    assert "recipe_matryoshka" not in lastfm and lastfm[-2:] == ["default_seed1", "default_seed2"]
+    assert [name for name, _ in sae_runs("lastfm", "ncf", 32)] == ["default", "default_seed1", "default_seed2"]
+    assert not any("seed" in name for name, _ in paper)  # the paper-preset rows keep the paper's seed only
 
 
 @pytest.fixture
