@@ -244,3 +244,17 @@ def test_committed_baseline_rows_are_matched_to_their_sae_row(dataset):
     assert sorted(sae.index) == sorted(direction.index)  # one baseline row per SAE row
     assert (sae - direction.reindex(sae.index)).abs().max() < 0.02
     assert table.equals(sort_interventions(table).astype(table.dtypes.to_dict()))  # the file is in paired order
+
+
+def test_steering_statistics_follow_the_support_rule(planted_mf_sae, ctx):
+    """The concept statistics that choose aligned neurons count the supported items only (concepts.concept_items),
+    as the concept tables do; without a mask every item counts."""
+    from ipynb.fs.defs.concepts import concept_statistics
+
+    mf, sae, tables, split, syn = planted_mf_sae
+    supported = np.arange(len(syn.item_concepts)) % 3 != 0
+    masked = steering_context(mf, sae, tables, split, syn.item_concepts, n_users=None, pool="all", items=supported)
+    expected = concept_statistics(masked.codes_items, syn.item_concepts, items=supported)
+    assert masked.stats.equals(expected)
+    assert ctx.stats.equals(concept_statistics(ctx.codes_items, syn.item_concepts))
+    assert not masked.stats.equals(ctx.stats)
