@@ -36,10 +36,8 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -51,33 +49,12 @@ STAGES = ["load", "split", "mf_train", "mf_epoch", "mf_valid", "eval_full", "sae
 N_GENRES = 18
 
 
-def rss_mb() -> float:
-    """Resident set size of this process in MB (Linux /proc; else the getrusage peak)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_memory():
+    """benchmark_recommenders' PeakMemory (the RSS sampler: one copy)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark_recommenders import PeakMemory
 
-
-class PeakMemory:
-    """Context manager sampling the process RSS every 5 ms; .peak_mb = the highest value seen (MB)."""
-
-    def __enter__(self):
-        self.peak_mb = rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.wait(0.005):
-            self.peak_mb = max(self.peak_mb, rss_mb())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, rss_mb())
+    return PeakMemory()
 
 
 def synthetic_raw(scale: float, seed: int = 0):
@@ -129,7 +106,7 @@ def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[d
     rows, sizes = [], {}
 
     def stage(name, fn):
-        with PeakMemory() as mem:
+        with _peak_memory() as mem:
             start, cpu = time.perf_counter(), time.process_time()
             out = fn()
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu

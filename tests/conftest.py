@@ -73,6 +73,58 @@ def planted_mf_sae():
     return mf, sae, tables, split, syn
 
 
+@pytest.fixture(scope="module")
+def planted():
+    """(dataset, split, tables): a synthetic dataset with strongly planted concepts, its split and the tables of an MF
+    trained on it (seeded by its TrainConfig); the SAE-training and fast-path tests share it."""
+    from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
+    from ipynb.fs.defs.evaluation import representation_tables
+    from ipynb.fs.defs.models import MFConfig, TrainConfig
+    from ipynb.fs.defs.training import train_recommender
+
+    ds = make_synthetic(n_users=400, n_items=300, n_concepts=6, per_user=20, beta=5.0, seed=0)
+    split = leave_one_out(ds, "random", seed=0)
+    config = MFConfig(n_users=ds.n_users, n_items=ds.n_items, dim=16,
+                      train=TrainConfig(loss="softmax_ce", n_negatives=0, lr=1e-2, l2=1e-2, epochs=30, patience=30,
+                                        batch_size=64))
+    model, _ = train_recommender(config, split, progress=False)
+    return ds, split, representation_tables(model, split, ds)
+
+
+def _load_script(name: str):
+    """scripts/<name>.py as a fresh module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """load_script(name): scripts/<name>.py as a module, so tests call the scripts' functions directly."""
+    return _load_script
+
+
+@pytest.fixture(scope="session")
+def render_reports():
+    """render_reports(folder, args): scripts/run_notebooks.py main(args) with the reports written under `folder`
+    ($MONOSEMREC_REPORTS_DIR set for the call and restored after); returns the exit status."""
+    def render(folder: Path, args: list[str]) -> int:
+        old = os.environ.get("MONOSEMREC_REPORTS_DIR")
+        os.environ["MONOSEMREC_REPORTS_DIR"] = str(folder)
+        try:
+            return _load_script("run_notebooks").main(args)
+        finally:
+            if old is None:
+                os.environ.pop("MONOSEMREC_REPORTS_DIR", None)
+            else:
+                os.environ["MONOSEMREC_REPORTS_DIR"] = old
+
+    return render
+
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 

@@ -1,5 +1,4 @@
 """Issue 15 item 5: the scaling benchmark's data, growth exponent and a tiny smoke run (no timings asserted)."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -8,15 +7,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("benchmark_scaling", ROOT / "scripts" / "benchmark_scaling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_synthetic_data_is_seeded_zipf_without_duplicates():
-    bench = _script()
+def test_synthetic_data_is_seeded_zipf_without_duplicates(load_script):
+    bench = load_script("benchmark_scaling")
     raw, items = bench.synthetic_raw(0.05)
     again, _ = bench.synthetic_raw(0.05)
     pd.testing.assert_frame_equal(raw, again)  # same seed, same data
@@ -26,8 +18,8 @@ def test_synthetic_data_is_seeded_zipf_without_duplicates():
     assert items.filter(like="genre:").sum(axis=1).min() >= 1
 
 
-def test_growth_exponent_is_the_log_log_slope():
-    bench = _script()
+def test_growth_exponent_is_the_log_log_slope(load_script):
+    bench = load_script("benchmark_scaling")
     n = np.array([1e4, 4e4, 1.6e5])
     table = pd.DataFrame({"scale": [1, 4, 16] * 2, "n_interactions": np.r_[n, n], "stage": ["a"] * 3 + ["b"] * 3,
                           "seconds": np.r_[2 * n / 1e4, 3 * (n / 1e4) ** 2]})
@@ -35,8 +27,8 @@ def test_growth_exponent_is_the_log_log_slope():
     assert abs(slopes["a"] - 1) < 1e-9 and abs(slopes["b"] - 2) < 1e-9
 
 
-def test_smoke_run_has_every_stage(tmp_path):
-    bench = _script()
+def test_smoke_run_has_every_stage(tmp_path, load_script):
+    bench = load_script("benchmark_scaling")
     rows = bench.run_scale(0.01, epochs=1, sae_steps=20, threads=1)  # in this process: the subprocess entry's work
     table = pd.DataFrame(rows, columns=bench.COLUMNS)
     assert list(table["stage"]) == bench.STAGES and table[bench.COLUMNS].notna().all().all()

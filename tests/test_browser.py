@@ -4,8 +4,6 @@
 Skipped, with the reason, when Playwright or a system Chromium is missing (`.ci/run` installs chromium with
 apt-get when it can). A screenshot of a neuron card goes to reports/screenshots/ (git-ignored).
 """
-import importlib.util
-import os
 import re
 import time
 from pathlib import Path
@@ -17,33 +15,17 @@ SCREENSHOTS = ROOT / "reports" / "screenshots"
 MAX_REPORT_BYTES = 10_000_000
 
 
-def _run_notebooks_script():
-    """scripts/run_notebooks.py as a module."""
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory, chromium) -> Path:
+def smoke_report(tmp_path_factory, chromium, render_reports) -> Path:
     """visualization_SAE_mf rendered by the main job on the smoke pipeline (synthetic data)."""
     folder = tmp_path_factory.mktemp("reports")
-    old = os.environ.get("MONOSEMREC_REPORTS_DIR")
-    os.environ["MONOSEMREC_REPORTS_DIR"] = str(folder)
-    try:
-        assert _run_notebooks_script().main(["visualization_SAE_mf", "--smoke"]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MONOSEMREC_REPORTS_DIR", None)
-        else:
-            os.environ["MONOSEMREC_REPORTS_DIR"] = old
+    assert render_reports(folder, ["visualization_SAE_mf", "--smoke"]) == 0
     return folder / "synthetic" / "visualization_SAE_mf.html"
 
 
-def test_offline_html_drops_remote_tags():
+def test_offline_html_drops_remote_tags(load_script):
     """The exporter's CDN scripts (require.js, MathJax) and remote stylesheets are removed; local ones stay."""
-    script = _run_notebooks_script()
+    script = load_script("run_notebooks")
     html = ('<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js"></script>'
             '<link rel="stylesheet" href="http://x/y.css"><script>var a = "https://not-a-tag";</script>'
             '<script type="text/javascript" src="local.js"></script>')

@@ -2,7 +2,6 @@
 SAE training speed-ups (bit-identical legacy path, the opt-in shared random-item pool), the benchmark's peers."""
 import dataclasses
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,12 +17,10 @@ from ipynb.fs.defs.evaluation import (
     evaluate,
     make_eval_set,
     model_ranks,
-    representation_tables,
 )
-from ipynb.fs.defs.models import MFConfig, NCFConfig, TrainConfig, build_model
+from ipynb.fs.defs.models import MFConfig, NCFConfig, build_model
 from ipynb.fs.defs.sae import SAEConfig, sae_preset
 from ipynb.fs.defs.sae_training import prediction_pairs, train_sae
-from ipynb.fs.defs.training import train_recommender
 from ipynb.fs.defs.utils import full_ranks, hr_at_k, ndcg_at_k
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,15 +111,9 @@ def test_model_ranks_equal_the_old_path_on_ml1m_mf(data_root):
 
 # --- SAE training ---
 @pytest.fixture(scope="module")
-def planted_tables():
-    """The planted synthetic MF of test_sae_training (same recipe), and its representation tables."""
-    ds = make_synthetic(n_users=400, n_items=300, n_concepts=6, per_user=20, beta=5.0, seed=0)
-    split = leave_one_out(ds, "random", seed=0)
-    config = MFConfig(n_users=ds.n_users, n_items=ds.n_items, dim=16,
-                      train=TrainConfig(loss="softmax_ce", n_negatives=0, lr=1e-2, l2=1e-2, epochs=30, patience=30,
-                                        batch_size=64))
-    model, _ = train_recommender(config, split, progress=False)
-    return representation_tables(model, split, ds)
+def planted_tables(planted):
+    """The representation tables of conftest's planted MF (the one test_sae_training uses)."""
+    return planted[2]
 
 
 def _digest(sae, history) -> str:
@@ -179,16 +170,8 @@ def test_pred_pool_is_validated_and_older_sidecars_load_with_the_legacy_draw():
 
 
 # --- the benchmark's peers ---
-def _benchmark():
-    """scripts/benchmark_recommenders.py as a module."""
-    spec = importlib.util.spec_from_file_location("benchmark_recommenders", ROOT / "scripts" / "benchmark_recommenders.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_torch_topk_floor_learns_a_low_rank_table():
-    bench = _benchmark()
+def test_torch_topk_floor_learns_a_low_rank_table(load_script):
+    bench = load_script("benchmark_recommenders")
     g = torch.Generator().manual_seed(0)
     users = torch.randn(300, 4, generator=g) @ torch.randn(4, 16, generator=g)
     items = torch.randn(200, 4, generator=g) @ torch.randn(4, 16, generator=g)
@@ -196,9 +179,9 @@ def test_torch_topk_floor_learns_a_low_rank_table():
     assert 0.8 < fve <= 1.0
 
 
-def test_implicit_als_peer_is_scored_by_our_evaluator(small_split):
+def test_implicit_als_peer_is_scored_by_our_evaluator(small_split, load_script):
     pytest.importorskip("implicit", reason="implicit is an optional extra (requirements-extra.txt)")
-    fit = _benchmark().implicit_als(small_split, factors=8)
+    fit = load_script("benchmark_recommenders").implicit_als(small_split, factors=8)
     fit()
     model = fit.model()
     assert model.user_emb.weight.shape == (small_split.n_users, 8)

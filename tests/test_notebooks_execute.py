@@ -53,20 +53,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch, smoke_run):
     assert os.environ.get("MONOSEMREC_REPORTS_DIR") == str(tmp_path / "reports")
 
 
-def _run_notebooks_script():
-    """scripts/run_notebooks.py as a module."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "run_notebooks.py"
-    spec = importlib.util.spec_from_file_location("run_notebooks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_main_job_names_the_notebook_error():
+def test_main_job_names_the_notebook_error(load_script):
     """A report that fails inside the notebook is reported with the notebook's own exception, not papermill's."""
-    script = _run_notebooks_script()
+    script = load_script("run_notebooks")
 
     class NotebookError(Exception):
         ename, evalue = "DataError", "dataset 'ml-100k' is not available offline: expected ...\nmore"
@@ -76,9 +65,9 @@ def test_main_job_names_the_notebook_error():
     assert script.failure_message(FileNotFoundError("no notebook x.ipynb")) == "FileNotFoundError: no notebook x.ipynb"
 
 
-def test_main_job_reports_a_failure_and_keeps_going(tmp_path, monkeypatch, capsys):
+def test_main_job_reports_a_failure_and_keeps_going(tmp_path, monkeypatch, capsys, load_script):
     """Offline without data, the main job says which dataset is missing, where, and what to do; exit code 1."""
-    script = _run_notebooks_script()
+    script = load_script("run_notebooks")
     monkeypatch.setenv("MONOSEMREC_DATA_DIR", str(tmp_path / "no-data"))
     monkeypatch.setenv("MONOSEMREC_OFFLINE", "1")
     monkeypatch.setenv("MONOSEMREC_REPORTS_DIR", str(tmp_path / "reports"))
@@ -103,12 +92,12 @@ def test_concepts_default_run_uses_the_cache(smoke_run, tmp_path):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
-def test_main_job_fails_on_a_section_skipped_for_a_damaged_file():
+def test_main_job_fails_on_a_section_skipped_for_a_damaged_file(load_script):
     """A report that skipped a section because a file is damaged or mismatched is named; 'not computed yet' is not."""
     import nbformat
     from ipynb.fs.defs.plots import DAMAGED_MARKER
 
-    script = _run_notebooks_script()
+    script = load_script("run_notebooks")
     node = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("show_report(sections)")
     cell.outputs = [nbformat.v4.new_output("display_data", {"text/markdown": "### Purity heatmap"}),

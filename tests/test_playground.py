@@ -6,8 +6,6 @@ interventions.top_items), in the same order.
 The browser test is skipped, with the reason, when Playwright or a system Chromium is missing.
 """
 import copy
-import importlib.util
-import os
 import re
 from pathlib import Path
 
@@ -124,24 +122,13 @@ def test_kernel_playground_on_ncf_and_sasrec(data_root):
 # --- in a real browser ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smoke_mf(tmp_path_factory, chromium):
+def smoke_mf(tmp_path_factory, chromium, render_reports):
     """(report path, analysis): visualization_SAE_mf rendered on the smoke pipeline, and that run's analysis."""
     from ipynb.fs.defs.concepts import load_analysis
     from ipynb.fs.defs.utils import Paths
 
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     folder = tmp_path_factory.mktemp("reports")
-    old = os.environ.get("MONOSEMREC_REPORTS_DIR")
-    os.environ["MONOSEMREC_REPORTS_DIR"] = str(folder)
-    try:
-        assert script.main(["visualization_SAE_mf", "--smoke"]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MONOSEMREC_REPORTS_DIR", None)
-        else:
-            os.environ["MONOSEMREC_REPORTS_DIR"] = old
+    assert render_reports(folder, ["visualization_SAE_mf", "--smoke"]) == 0
     report = folder / "synthetic" / "visualization_SAE_mf.html"
     run = re.search(r"smoke run \(synthetic data\) in (\S+?)(?:\\n|<|\s)", report.read_text(encoding="utf-8")).group(1)
     return report, load_analysis("synthetic", "mf", paths=Paths.under(run), device="cpu")
@@ -220,30 +207,16 @@ def test_playground_in_headless_chromium(smoke_mf, chromium):
 
 
 @pytest.mark.realdata
-def test_ml1m_report_playground_matches_python(data_root, chromium, tmp_path):
+def test_ml1m_report_playground_matches_python(data_root, chromium, tmp_path, load_script, render_reports):
     """The rendered ML-1M MF report (the shipped models): under 10 MB, and for the first 12 users of its playground
     (personas) and five states each (no edit, a neuron at 0 / 0.4 / 1.0 of its range, a concept at -1) the page's
     top-10 is the Python edit's, in order (the item matrix is shipped as float32; float16 swapped near-tied items)."""
-    def load(name):
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
     from ipynb.fs.defs.concepts import load_analysis
 
-    old = os.environ.get("MONOSEMREC_REPORTS_DIR")
-    os.environ["MONOSEMREC_REPORTS_DIR"] = str(tmp_path)
-    try:
-        assert load("run_notebooks").main(["visualization_SAE_mf", "-p", "DATASET", "ml-1m"]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MONOSEMREC_REPORTS_DIR", None)
-        else:
-            os.environ["MONOSEMREC_REPORTS_DIR"] = old
+    assert render_reports(tmp_path, ["visualization_SAE_mf", "-p", "DATASET", "ml-1m"]) == 0
     report = tmp_path / "ml-1m" / "visualization_SAE_mf.html"
     assert report.stat().st_size <= MAX_REPORT_BYTES, report.stat().st_size
-    df = load("playground_agreement").agreement(report, load_analysis("ml-1m", "mf", device="cpu"), chromium, n_users=12)
+    df = load_script("playground_agreement").agreement(report, load_analysis("ml-1m", "mf", device="cpu"), chromium, n_users=12)
     assert len(df) == 60
     bad = df.loc[~df["equal_in_order"]]
     assert bad.empty, bad.to_string()

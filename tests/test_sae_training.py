@@ -8,23 +8,9 @@ import torch
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
 from ipynb.fs.defs.evaluation import evaluate_sae, heldout_mask, planted_recovery, representation_tables
 from ipynb.fs.defs.experiments import sae_runs
-from ipynb.fs.defs.models import MFConfig, TrainConfig
 from ipynb.fs.defs.sae import SAEConfig, sae_preset
 from ipynb.fs.defs.sae_training import _sample_positives, train_sae
-from ipynb.fs.defs.training import train_recommender
 from ipynb.fs.defs.utils import Paths
-
-
-@pytest.fixture(scope="module")
-def planted():
-    """A synthetic dataset with strongly planted concepts, its split, an MF trained on it and its tables."""
-    ds = make_synthetic(n_users=400, n_items=300, n_concepts=6, per_user=20, beta=5.0, seed=0)
-    split = leave_one_out(ds, "random", seed=0)
-    config = MFConfig(n_users=ds.n_users, n_items=ds.n_items, dim=16,
-                      train=TrainConfig(loss="softmax_ce", n_negatives=0, lr=1e-2, l2=1e-2, epochs=30, patience=30,
-                                        batch_size=64))
-    model, _ = train_recommender(config, split, progress=False)
-    return ds, split, representation_tables(model, split, ds)
 
 
 def _config(tables, **kw):
@@ -328,27 +314,15 @@ def test_sae_runs_record_the_provenance_of_their_rows(smoke_models):
     assert stale_results("synthetic", roots["paths"]) == []
 
 
-def _planted_check_module():
-    """scripts/planted_check.py as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "planted_check.py"
-    spec = importlib.util.spec_from_file_location("planted_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_adaptive_preset_recovers_directly_planted_directions():
+def test_adaptive_preset_recovers_directly_planted_directions(load_script):
     """The 'adaptive' preset, not told the number of concepts (16 planted, 4·d = 128 atoms, k = 16 only a cap), on a
     shorter schedule (600 steps), recovers >= 90 % of the directions of directly planted embeddings (1-3 concepts
     per item, correlated pairs, noise), with about as many atoms per item as the item has concepts. (Smaller or
     differently shaped cases recover less on this schedule: see the README's planted ground-truth section.)"""
     from ipynb.fs.defs.data_processing import make_planted
 
-    pc = _planted_check_module()
+    pc = load_script("planted_check")
     ds = make_planted(n_users=600, n_items=1000, n_concepts=16, correlated_pairs=2, per_user=10, seed=0)
     split = leave_one_out(ds, "random", seed=0)
     tables = representation_tables(pc.planted_embeddings(ds, 32, seed=0), split, ds)
