@@ -1,6 +1,5 @@
 """Issue 15 item 4, any recommender in: embeddings the suite did not train (plain arrays with an item table, or a
 fitted implicit model) go through import -> SAE -> concepts -> interventions. Small synthetic data, seconds."""
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -11,14 +10,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    """scripts/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +39,11 @@ def toy(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def imported(toy, tmp_path_factory):
+def imported(toy, tmp_path_factory, load_script):
     """The importer run on the toy files: (run folder, data folder, sidecar)."""
     run, data = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("data")
     f = toy["folder"]
-    meta = _script("import_embeddings").main([
+    meta = load_script("import_embeddings").main([
         "--dataset", "toyshop", "--users", str(f / "users.npy"), "--user-ids", str(f / "user_ids.npy"),
         "--items", str(f / "items_factors.csv"), "--interactions", str(f / "interactions.csv"),
         "--item-table", str(f / "items.csv"), "--concept-columns", "category", "shelf", "--main-column", "category",
@@ -116,8 +107,8 @@ def test_sae_concepts_interventions_run_on_imported_embeddings(imported):
     check_fresh("toyshop", paths)  # every table matches the imported checkpoint and its SAE
 
 
-def test_bad_input_is_refused_with_a_reason(toy, tmp_path):
-    importer = _script("import_embeddings")
+def test_bad_input_is_refused_with_a_reason(toy, tmp_path, load_script):
+    importer = load_script("import_embeddings")
     f = toy["folder"]
     base = ["--dataset", "toyshop2", "--interactions", str(f / "interactions.csv"), "--item-table", str(f / "items.csv"),
             "--concept-columns", "category", "--main-column", "category", "--data-dir", str(tmp_path / "data"),
@@ -132,14 +123,14 @@ def test_bad_input_is_refused_with_a_reason(toy, tmp_path):
     assert not (tmp_path / "run" / "models").exists()  # nothing written for a refused import
 
 
-def test_implicit_model_imports_with_its_own_scores(tmp_path):
+def test_implicit_model_imports_with_its_own_scores(tmp_path, load_script):
     implicit = pytest.importorskip("implicit", reason="implicit is an optional extra (requirements-external.txt)")
     from ipynb.fs.defs.artifacts import load_recommender
     from ipynb.fs.defs.data_processing import load_dataset
     from ipynb.fs.defs.experiments import split_of
     from ipynb.fs.defs.utils import Paths
 
-    importer = _script("import_embeddings")
+    importer = load_script("import_embeddings")
     ds = load_dataset("synthetic")
     split = split_of(ds, "external")
     for cls in (implicit.cpu.als.AlternatingLeastSquares, implicit.cpu.bpr.BayesianPersonalizedRanking):

@@ -1,7 +1,6 @@
 """Issue 14, retraining a user can trust: run folders, promotion, provenance / staleness, pinned threads, text
 progress, notebooks runnable from anywhere with readable tracebacks. Tiny synthetic data, except the last test."""
 import hashlib
-import importlib.util
 import json
 import shutil
 import sys
@@ -16,14 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RETRAIN_HR_TOLERANCE = 0.005
 
 
-def _script(name: str):
-    """scripts/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _digest(folder: Path) -> dict:
     """{relative path: sha256} of every file under `folder`."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -31,7 +22,7 @@ def _digest(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def smoke_retrain(tmp_path_factory):
+def smoke_retrain(tmp_path_factory, load_script):
     """A complete retrain of synthetic MF (no reports) through scripts/retrain.py, with the 'shipped' folders moved
     to a sentinel folder that must stay untouched. Returns (run folder, shipped folder, printed text)."""
     import io
@@ -47,7 +38,7 @@ def smoke_retrain(tmp_path_factory):
     mp.setenv("MONOSEMREC_RESULTS_DIR", str(shipped / "res_csv"))
     out = io.StringIO()
     with redirect_stdout(out):
-        code = _script("retrain").main(["synthetic", "--smoke", "--models", "mf", "--run", str(base / "run"),
+        code = load_script("retrain").main(["synthetic", "--smoke", "--models", "mf", "--run", str(base / "run"),
                                          "--stages", "training,saes,concepts,interventions"])
     mp.undo()
     assert code == 0, out.getvalue()
@@ -77,10 +68,10 @@ def test_default_run_folder_is_stamped_and_ignored():
     assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
-def test_comparison_table_shows_new_shipped_and_diff(tmp_path):
+def test_comparison_table_shows_new_shipped_and_diff(tmp_path, load_script):
     import pandas as pd
 
-    retrain = _script("retrain")
+    retrain = load_script("retrain")
     pd.DataFrame({"model": ["mf"], "protocol": ["full"], "hr_at_10": [0.30], "ndcg_at_10": [0.2]}).to_csv(tmp_path / "n.csv")
     pd.DataFrame({"model": ["mf"], "protocol": ["full"], "hr_at_10": [0.25], "ndcg_at_10": [0.2]}).to_csv(tmp_path / "o.csv")
     frame = retrain.compare(tmp_path / "n.csv", tmp_path / "o.csv", ["model", "protocol"], ["hr_at_10", "ndcg_at_10"])
@@ -95,9 +86,9 @@ def test_comparison_table_shows_new_shipped_and_diff(tmp_path):
     assert len(frame) == 2 and (frame["hr_at_10_diff"] == 0).all()
 
 
-def test_promote_copies_a_complete_run_and_refuses_a_partial_one(smoke_retrain, tmp_path, capsys):
+def test_promote_copies_a_complete_run_and_refuses_a_partial_one(smoke_retrain, tmp_path, capsys, load_script):
     run, _, _ = smoke_retrain
-    promote = _script("promote_run")
+    promote = load_script("promote_run")
     target = tmp_path / "target"
     (target / "res_csv" / "synthetic").mkdir(parents=True)
     (target / "res_csv" / "synthetic" / "recommenders.csv").write_text("old\n")
@@ -229,8 +220,8 @@ def test_traceback_names_the_notebook_function_and_code_line(tmp_path, monkeypat
     sys.modules.pop("ipynb.fs.defs.nb_with_error", None)
 
 
-def test_report_names_carry_the_dataset():
-    run_notebooks = _script("run_notebooks")
+def test_report_names_carry_the_dataset(load_script):
+    run_notebooks = load_script("run_notebooks")
     assert run_notebooks.report_dataset("visualization_SAE_mf", {}) == "ml-1m"
     assert run_notebooks.report_dataset("visualization_SAE_sasrec", {"DATASET": "ml-100k"}) == "ml-100k"
     assert run_notebooks.report_dataset("lastFM_notebook", {}) == "lastfm"
@@ -249,11 +240,11 @@ def test_papermill_from_the_repository_root(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_retrained_ml100k_mf_matches_the_shipped_checkpoint(data_root, tmp_path, capsys):
+def test_retrained_ml100k_mf_matches_the_shipped_checkpoint(data_root, tmp_path, capsys, load_script):
     """make retrain's path (scripts/retrain.py, training stage) on ML-100k MF, one thread, into a tmp run folder."""
     import pandas as pd
 
-    code = _script("retrain").main(["ml-100k", "--models", "mf", "--run", str(tmp_path / "run"), "--stages", "training"])
+    code = load_script("retrain").main(["ml-100k", "--models", "mf", "--run", str(tmp_path / "run"), "--stages", "training"])
     assert code == 0
     new = pd.read_csv(tmp_path / "run" / "res_csv" / "ml-100k" / "recommenders.csv").set_index(["model", "protocol"])
     shipped = json.loads((ROOT / "models" / "ml-100k" / "mf.json").read_text())["metrics"]["test"]
