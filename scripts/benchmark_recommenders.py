@@ -6,6 +6,9 @@ writes res_csv/benchmarks.csv (atomically).
 Stages (one row each per dataset and checkpoint name):
   train             train_recommender with the checkpoint's own config (as the training notebook runs it,
                     per-epoch validation included); the model is NOT saved. MF models: peer implicit_als
+  train_als         (MF models) our MF trained by implicit-feedback ALS (models.preset('mf', 'als'), at the
+                    checkpoint's width) through the same train_recommender loop (validation every second sweep
+                    included); peer implicit_als, run just before it
   implicit_als      (MF models) implicit's AlternatingLeastSquares on the same training matrix, same factors, its
                     defaults otherwise (regularization 0.01, alpha 1, 15 iterations, conjugate gradient), 1 thread;
                     evaluated by the same code as ours (its factors in an MF without biases). Skipped with the
@@ -64,7 +67,7 @@ from ipynb.fs.defs.evaluation import (  # noqa: E402
     sequence_length,
 )
 from ipynb.fs.defs.experiments import PRETRAINED, recommender_config, sae_runs, split_of, valid_protocol  # noqa: E402
-from ipynb.fs.defs.models import MFConfig, build_model  # noqa: E402
+from ipynb.fs.defs.models import MFConfig, build_model, preset  # noqa: E402
 from ipynb.fs.defs.sae_training import sae_steps, train_sae  # noqa: E402
 from ipynb.fs.defs.training import train_recommender  # noqa: E402
 from ipynb.fs.defs.utils import get_device, merge_rows, results_dir, write_csv  # noqa: E402
@@ -257,6 +260,15 @@ def main(argv=None) -> pd.DataFrame:
                         peer = (cpu, full_hr(fit.model(), split))
                         add("implicit_als", dataset, name, (wall, cpu, peak), f"{config.dim} factors, implicit "
                             f"{__import__('implicit').__version__} defaults", hr=peer[1])
+                    als = dataclasses.replace(preset("mf", "als", ds.n_users, ds.n_items), dim=config.dim)
+                    wall, cpu, peak, (als_model, history) = timed(lambda c=als, s=split: train_recommender(
+                        c, s, device=device, progress=False, valid_protocol="full"))
+                    sampled = evaluate(als_model, split, "test", protocols=("sampled",), device=device)["sampled"]
+                    add("train_als", dataset, name, (wall, cpu, peak),
+                        f"{history.epochs_trained} sweeps (best {history.best_epoch}); {history.stop_reason}; "
+                        f"sampled HR@10 {sampled['hr_at_10']:.4f}", peer="implicit_als" if peer else None,
+                        peer_cpu=peer[0] if peer else None, hr=full_hr(als_model, split),
+                        peer_hr=peer[1] if peer else None)
                 wall, cpu, peak, (model, history) = timed(lambda config=config, split=split, name=name: train_recommender(
                     config, split, device=device, progress=False, valid_protocol=valid_protocol(name)))
                 add("train", dataset, name, (wall, cpu, peak),
