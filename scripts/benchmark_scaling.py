@@ -17,7 +17,13 @@ scale runs in its own subprocess, so RSS is per scale):
               (no early stop), per-epoch full-ranking validation included, exactly as the training notebook runs it
   mf_epoch    the median training pass of one epoch of mf_train, without its validation (timed inside mf_train)
   mf_valid    the median per-epoch validation of mf_train (timed inside mf_train)
-  eval_full   model_ranks on the test stage, full ranking over all non-history items
+  als_train   train_recommender on preset('mf', 'als') (dim 64, implicit-feedback ALS) for --als-sweeps sweeps
+              (no early stop; validation every second sweep and after the last, as the preset does)
+  als_epoch   the median ALS sweep of als_train, without validation
+  als_valid   the median validation of als_train
+  eval_full   model_ranks on the test stage, full ranking over all non-history items (of the ALS model when
+              als_train ran, else of the softmax MF; the cost does not depend on the weights)
+  batched_matmul  the peer of eval_full: the bare (block x 64) @ (64 x n_items) products of the same user blocks
   sae         representation_tables + train_sae (the default SAE preset with a fixed number of --sae-steps)
   concepts    concepts.analyze_model: the SAE and its four controls against every item concept
 
@@ -45,7 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ML1M = {"n_users": 6040, "n_items": 3706, "n_interactions": 1_000_209}
 ML1M_MIN_PER_USER = 20
 COLUMNS = ["scale", "n_users", "n_items", "n_interactions", "stage", "seconds", "cpu_seconds", "peak_rss_mb"]
-STAGES = ["load", "split", "mf_train", "mf_epoch", "mf_valid", "eval_full", "sae", "concepts"]
+STAGES = ["load", "split", "mf_train", "mf_epoch", "mf_valid", "als_train", "als_epoch", "als_valid", "eval_full",
+          "batched_matmul", "sae", "concepts"]
+TRAINERS = ("softmax", "als")  # the MF trainers timed (stages mf_* and als_*)
+PARTS = ("mf_epoch", "mf_valid", "als_epoch", "als_valid", "batched_matmul")  # parts of other stages, or peers
 N_GENRES = 18
 
 
@@ -87,8 +96,9 @@ def synthetic_raw(scale: float, seed: int = 0):
     return raw, items_meta
 
 
-def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[dict]:
-    """Every stage at one scale in this process; returns the CSV rows."""
+def run_scale(scale: float, epochs: int, sae_steps: int, threads: int, als_sweeps: int = 15,
+              trainers=TRAINERS) -> list[dict]:
+    """Every stage at one scale in this process (MF trained by each of `trainers`); returns the CSV rows."""
     sys.path.insert(0, str(ROOT / "notebooks"))
     os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
     import numpy as np
@@ -96,8 +106,15 @@ def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[d
     from ipynb.fs.defs import training as training_nb
     from ipynb.fs.defs.concepts import Analysis, analyze_model
     from ipynb.fs.defs.data_processing import build_dataset, leave_one_out, popularity_concepts
-    from ipynb.fs.defs.evaluation import make_eval_set, model_ranks, representation_tables, sae_codes
+    from ipynb.fs.defs.evaluation import (
+        block_rows,
+        make_eval_set,
+        model_ranks,
+        representation_tables,
+        sae_codes,
+    )
     from ipynb.fs.defs.experiments import recommender_config
+    from ipynb.fs.defs.models import preset
     from ipynb.fs.defs.sae import sae_preset
     from ipynb.fs.defs.sae_training import train_sae
 
@@ -127,34 +144,57 @@ def run_scale(scale: float, epochs: int, sae_steps: int, threads: int) -> list[d
     raw = None  # free the raw pairs before the later stages
     sizes = {"n_users": ds.n_users, "n_items": ds.n_items, "n_interactions": len(ds.interactions)}
     split = stage("split", lambda: leave_one_out(ds, "random", seed=0))
-    config = recommender_config("mf", "ml-1m", ds.n_users, ds.n_items, epochs=epochs)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, threads=threads))
-    timings = {"epoch": [], "valid": []}  # (wall, CPU) seconds of each epoch's training pass and validation
+    def train(prefix, config):
+        """Stages <prefix>_train, <prefix>_epoch, <prefix>_valid: train_recommender with each epoch timed."""
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, threads=threads))
+        timings = {"epoch": [], "valid": []}  # (wall, CPU) seconds of each epoch's training pass and validation
 
-    def timed(kind, fn):
-        def wrapper(*args, **kwargs):
-            start, cpu = time.perf_counter(), time.process_time()
-            out = fn(*args, **kwargs)
-            timings[kind].append((time.perf_counter() - start, time.process_time() - cpu))
-            return out
-        return wrapper
+        def timed(kind, fn):
+            def wrapper(*args, **kwargs):
+                start, cpu = time.perf_counter(), time.process_time()
+                out = fn(*args, **kwargs)
+                timings[kind].append((time.perf_counter() - start, time.process_time() - cpu))
+                return out
+            return wrapper
 
-    originals = training_nb._train_epoch, training_nb.evaluate
-    training_nb._train_epoch, training_nb.evaluate = timed("epoch", originals[0]), timed("valid", originals[1])
-    try:
-        model, _ = stage("mf_train", lambda: training_nb.train_recommender(
-            config, split, device="cpu", progress=False, patience=0, valid_protocol="full"))
-    finally:
-        training_nb._train_epoch, training_nb.evaluate = originals
-    peak = rows[-1]["peak_rss_mb"]
-    for kind in ("epoch", "valid"):
-        wall, cpu = np.median(np.array(timings[kind]), axis=0)
-        rows.append({"stage": f"mf_{kind}", "seconds": round(float(wall), 4), "cpu_seconds": round(float(cpu), 4),
-                     "peak_rss_mb": peak})
-    print(f"scale {scale:g} (wall, CPU) seconds of each epoch's training pass: {np.round(timings['epoch'], 2).tolist()}; "
-          f"of its validation: {np.round(timings['valid'], 2).tolist()}", flush=True)
+        originals = training_nb._train_epoch, training_nb.evaluate
+        training_nb._train_epoch, training_nb.evaluate = timed("epoch", originals[0]), timed("valid", originals[1])
+        try:
+            model, _ = stage(f"{prefix}_train", lambda: training_nb.train_recommender(
+                config, split, device="cpu", progress=False, patience=0, valid_protocol="full"))
+        finally:
+            training_nb._train_epoch, training_nb.evaluate = originals
+        peak = rows[-1]["peak_rss_mb"]
+        for kind in ("epoch", "valid"):
+            wall, cpu = np.median(np.array(timings[kind]), axis=0)
+            rows.append({"stage": f"{prefix}_{kind}", "seconds": round(float(wall), 4),
+                         "cpu_seconds": round(float(cpu), 4), "peak_rss_mb": peak})
+        print(f"scale {scale:g} {prefix}: (wall, CPU) seconds of each epoch's training pass: "
+              f"{np.round(timings['epoch'], 2).tolist()}; of its validations: {np.round(timings['valid'], 2).tolist()}",
+              flush=True)
+        return model
+
+    unknown = set(trainers) - set(TRAINERS)
+    if unknown or not trainers:
+        raise ValueError(f"trainers must be a non-empty subset of {TRAINERS}, got {list(trainers)}")
+    model = None
+    if "softmax" in trainers:
+        model = train("mf", recommender_config("mf", "ml-1m", ds.n_users, ds.n_items, epochs=epochs))
+    if "als" in trainers:
+        als = preset("mf", "als", ds.n_users, ds.n_items)
+        model = train("als", dataclasses.replace(als, train=dataclasses.replace(als.train, epochs=als_sweeps)))
     ev = make_eval_set(split, "test", ("full",))
     stage("eval_full", lambda: model_ranks(model, ev, "full", "cpu"))
+
+    def batched_matmul():
+        """The bare products of eval_full's user blocks with the item table, nothing kept."""
+        with torch.inference_mode():
+            users, items_t = model.user_repr(torch.as_tensor(ev.users)), model.item_repr().T
+            block = block_rows(model.n_items)
+            for start in range(0, len(users), block):
+                torch.matmul(users[start:start + block], items_t)
+
+    stage("batched_matmul", batched_matmul)
 
     def sae_stage():
         tables = representation_tables(model, split, ds, device="cpu")
@@ -226,9 +266,14 @@ def markdown_table(table) -> str:
         slope = f"{wall[stage_name]:.2f} ({cpu.get(stage_name, float('nan')):.2f})" if stage_name in wall else "—"
         lines.append(f"| {stage_name} | " + " | ".join(cells) + f" | {slope} |")
     peak = table.groupby("scale")["peak_rss_mb"].max()
-    total = table[~table["stage"].isin(["mf_epoch", "mf_valid"])].groupby("scale")[["seconds", "cpu_seconds"]].sum()
-    lines.append("| all stages | " + " | ".join(f"{total.loc[s, 'seconds']:.0f} ({total.loc[s, 'cpu_seconds']:.0f})"
-                                                for s in scales) + " | |")
+    for trainer, other in (("mf", "als"), ("als", "mf")):  # the stage list with one MF trainer each
+        if f"{trainer}_train" not in set(table["stage"]):
+            continue
+        keep = ~table["stage"].isin(PARTS) & ~table["stage"].str.startswith(f"{other}_")
+        total = table[keep].groupby("scale")[["seconds", "cpu_seconds"]].sum()
+        name = "softmax MF" if trainer == "mf" else "ALS MF"
+        lines.append(f"| all stages, {name} | " + " | ".join(
+            f"{total.loc[s, 'seconds']:.0f} ({total.loc[s, 'cpu_seconds']:.0f})" for s in scales) + " | |")
     lines.append("| peak RSS | " + " | ".join(f"{peak[s] / 1024:.2f} GB" for s in scales) + " | |")
     return "\n".join(lines)
 
@@ -263,7 +308,10 @@ def plot(table, path: Path) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", nargs="+", type=float, default=[1, 4, 16])
-    parser.add_argument("--epochs", type=int, default=2, help="MF epochs (fixed, no early stop)")
+    parser.add_argument("--epochs", type=int, default=2, help="softmax MF epochs (fixed, no early stop)")
+    parser.add_argument("--als-sweeps", type=int, default=15, help="ALS sweeps (fixed, no early stop; implicit's 15)")
+    parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS,
+                        help="MF trainers to time (default both)")
     parser.add_argument("--sae-steps", type=int, default=300, help="SAE optimiser steps (fixed)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per scale")
     parser.add_argument("--out", default=str(ROOT / "res_csv" / "benchmarks_scaling.csv"))
@@ -278,7 +326,8 @@ def main(argv=None):
         fingerprint_check(args.fingerprint_check)
         return None
     if args.one_scale is not None:
-        print("ROWS " + json.dumps(run_scale(args.one_scale, args.epochs, args.sae_steps, args.threads)), flush=True)
+        print("ROWS " + json.dumps(run_scale(args.one_scale, args.epochs, args.sae_steps, args.threads,
+                                             args.als_sweeps, tuple(args.trainers))), flush=True)
         return None
     import pandas as pd
 
@@ -287,7 +336,8 @@ def main(argv=None):
         rows = []
         for scale in args.scales:
             cmd = [sys.executable, __file__, "--one-scale", str(scale), "--epochs", str(args.epochs),
-                   "--sae-steps", str(args.sae_steps), "--threads", str(args.threads)]
+                   "--sae-steps", str(args.sae_steps), "--threads", str(args.threads),
+                   "--als-sweeps", str(args.als_sweeps), "--trainers", *args.trainers]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             sys.stdout.write("".join(line + "\n" for line in proc.stdout.splitlines() if not line.startswith("ROWS ")))
             if proc.returncode != 0:

@@ -36,5 +36,6 @@ def test_smoke_run_has_every_stage(tmp_path, load_script):
     two = pd.concat([table, table.assign(scale=0.02, n_interactions=2 * table["n_interactions"])])
     bench.plot(two, tmp_path / "plot.png")
     markdown = bench.markdown_table(two)
-    assert markdown.count("\n") == len(bench.STAGES) + 3 and "| peak RSS |" in markdown
+    assert markdown.count("\n") == len(bench.STAGES) + 4 and "| peak RSS |" in markdown
+    assert "| all stages, softmax MF |" in markdown and "| all stages, ALS MF |" in markdown
     assert (tmp_path / "plot.png").stat().st_size > 1000
