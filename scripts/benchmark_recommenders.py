@@ -25,6 +25,8 @@ Stages (one row each per dataset and checkpoint name):
                     experiments.sae_runs: the default SAE, or the paper preset for *_paper models), with the
                     committed recommender frozen; representation tables not included. Peer torch_topk_floor
   train_sae_pool    (with --sae, TopK SAEs) the same SAE with SAEConfig.pred_pool=256 (shared random-item pool)
+  train_sae_recon   (with --sae, TopK SAEs) the same SAE without the prediction-aware term (lambda_pred=0): the
+                    suite's SAE loop on the floor's own task (its AuxK term stays)
   torch_topk_floor  (with --sae) a plain-torch TopK SAE (same width, k, batch of user + item rows, Adam, lr, steps;
                     reconstruction only, unit-norm decoder rows): the floor an SAE training loop can reach here
 Timing: `seconds` is wall time, `cpu_seconds` this process's CPU time (the best of --repeats runs for evaluation
@@ -294,6 +296,10 @@ def main(argv=None) -> pd.DataFrame:
                 add("train_sae", dataset, name, (wall, cpu, peak), f"{cfg.activation} n={cfg.n_neurons} k={cfg.k} "
                     f"{cfg.epochs} epochs ({steps} steps) pred_every={cfg.pred_every}", peer=peer, peer_cpu=floor)
                 if cfg.activation == "topk":
+                    recon = dataclasses.replace(cfg, lambda_pred=0.0)
+                    wall, cpu, peak, _ = timed(lambda c=recon, t=tables: train_sae(c, t, progress=False))
+                    add("train_sae_recon", dataset, name, (wall, cpu, peak), "train_sae with lambda_pred=0 (what the "
+                        "floor computes: reconstruction, plus AuxK)", peer=peer, peer_cpu=floor)
                     pooled = dataclasses.replace(cfg, pred_pool=SAE_POOL)
                     wall, cpu, peak, _ = timed(lambda c=pooled, t=tables: train_sae(c, t, progress=False))
                     add("train_sae_pool", dataset, name, (wall, cpu, peak), f"train_sae with pred_pool={SAE_POOL}",
