@@ -58,6 +58,7 @@ os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+import torch._dynamo  # noqa: E402, F401  (the first torch.optim.Adam imports it: paid here, not inside a timed stage)
 from ipynb.fs.defs.artifacts import load_recommender  # noqa: E402
 from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
 from ipynb.fs.defs.evaluation import (  # noqa: E402
