@@ -132,3 +132,16 @@ def test_als_meets_the_shipped_mf_floors_on_ml1m(data_root):
     metrics = evaluate(model, split, "test")
     assert metrics["sampled"]["hr_at_10"] >= 0.82 and metrics["full"]["hr_at_10"] >= 0.20, metrics
     assert metrics["full"]["hr_at_10"] > 2 * itempop_metrics(split)["full"]["hr_at_10"]
+
+
+def test_checkpoint_name_mf_als_means_the_als_preset():
+    from ipynb.fs.defs.artifacts import ArtifactName
+    from ipynb.fs.defs.experiments import recommender_config
+
+    name = ArtifactName.parse("mf_als")
+    assert (name.family, name.variant, name.preset, name.split) == ("mf", "als", "als", "random")
+    assert recommender_config("mf_als", "ml-1m", 10, 20).train.loss == "als"
+    with pytest.raises(ValueError, match="'als' variant is MF"):
+        ArtifactName.parse("ncf_als")
+    with pytest.raises(ValueError, match="'als' variant is MF"):
+        ArtifactName("ncf", "als")
