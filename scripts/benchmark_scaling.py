@@ -58,6 +58,14 @@ PARTS = ("mf_epoch", "mf_valid", "als_epoch", "als_valid", "batched_matmul")  # 
 N_GENRES = 18
 
 
+def _use_notebooks() -> None:
+    """Make the notebooks importable (ipynb.fs.defs.*) in this process; done lazily, so that the parent process,
+    which only starts one subprocess per scale, never imports torch."""
+    if str(ROOT / "notebooks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "notebooks"))
+    os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
+
+
 def _peak_memory():
     """benchmark_recommenders' PeakMemory (the RSS sampler: one copy)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -99,8 +107,7 @@ def synthetic_raw(scale: float, seed: int = 0):
 def run_scale(scale: float, epochs: int, sae_steps: int, threads: int, als_sweeps: int = 15,
               trainers=TRAINERS) -> list[dict]:
     """Every stage at one scale in this process (MF trained by each of `trainers`); returns the CSV rows."""
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
+    _use_notebooks()
     import numpy as np
     import torch
     from ipynb.fs.defs import training as training_nb
@@ -219,8 +226,7 @@ def fingerprint_check(scale: float) -> None:
 
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
+    _use_notebooks()
     from ipynb.fs.defs.data_processing import interaction_fingerprint
 
     raw, _ = synthetic_raw(scale)
