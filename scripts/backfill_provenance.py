@@ -10,7 +10,9 @@
 2. Every res_csv/<dataset>/ gets provenance.json: for each shipped table, the weights_sha256 of the checkpoints
    its rows name (recommenders.csv: its models; sae_fidelity / sae_prefix_fve: each model with its default and
    Matryoshka SAEs; sae_variants.csv: each model with all its SAEs; concept tables and neuron dictionaries: each
-   analysis name's SAE and recommender; interventions.csv: each model with its default SAE). This asserts that
+   analysis name's SAE and recommender; interventions.csv: each model with its default SAE; the tables of scripts/
+   (ncf_first_layer, probe_ceiling, protocol_bounds, sae_pool_quality, sae_concepts: the checkpoints their rows
+   name; playground_agreement: MF and its default SAE)). This asserts that
    the committed tables were computed from the committed checkpoints (true of this commit; from now on every run
    records it itself).
 
@@ -94,7 +96,31 @@ def backfill_tables(paths, dataset: str, check: bool) -> list[str]:
         done.append(f"{folder / 'interventions.csv'}: {models} with their default SAEs")
         names = [*models, *(ArtifactName.parse(m).sae("").checkpoint for m in models)]
         check or record_provenance(dataset, ["interventions.csv"], names, paths)
+    for table, names in script_tables(folder).items():
+        if todo(table):
+            done.append(f"{folder / table}: {names}")
+            check or record_provenance(dataset, [table], names, paths)
     return done
+
+
+def script_tables(folder: Path) -> dict:
+    """{table: checkpoints its rows came from} of the tables the scripts/ write into `folder` (those present)."""
+    import pandas as pd
+    from ipynb.fs.defs.artifacts import ArtifactName, analysis_checkpoints
+
+    def column(table: str, name: str) -> list[str]:
+        return sorted(set(pd.read_csv(folder / table)[name].astype(str)))
+
+    out = {}
+    if (folder / "ncf_first_layer.csv").is_file():
+        df = pd.read_csv(folder / "ncf_first_layer.csv")
+        out["ncf_first_layer.csv"] = sorted({*df["model"].astype(str), *df["sae"].astype(str)})
+    for table in ("probe_ceiling.csv", "protocol_bounds.csv", "sae_pool_quality.csv", "sae_concepts.csv"):
+        if (folder / table).is_file():
+            out[table] = column(table, "model")
+    if (folder / "playground_agreement.csv").is_file():  # written for the default SAE of MF (the playground)
+        out["playground_agreement.csv"] = analysis_checkpoints([ArtifactName.parse("mf").recommender])
+    return out
 
 
 def main(argv=None) -> int:

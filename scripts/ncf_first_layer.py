@@ -21,7 +21,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.artifacts import ArtifactName, load_recommender, load_sae, sae_input  # noqa: E402
+from ipynb.fs.defs.artifacts import ArtifactName, load_recommender, load_sae, record_provenance, sae_input  # noqa: E402
 from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
 from ipynb.fs.defs.experiments import split_of  # noqa: E402
 from ipynb.fs.defs.utils import Paths, write_csv  # noqa: E402
@@ -53,6 +53,7 @@ def main() -> None:
            "neurons_both": int((on_u & on_i).sum()), "neurons_never": int((~on_u & ~on_i).sum())}
     print(row)
     write_csv(pd.DataFrame([row]), Paths.of(None).results / args.dataset / "ncf_first_layer.csv", sort_by=["model"])
+    record_provenance(args.dataset, ["ncf_first_layer.csv"], [args.recommender, row["sae"]])
 
 
 if __name__ == "__main__":

@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         df.to_csv(tmp, index=False)
         tmp.replace(out)
         print(f"wrote {out}")
+        from ipynb.fs.defs.artifacts import analysis_checkpoints, record_provenance
+        from ipynb.fs.defs.utils import Paths
+
+        if out.parent == (Paths.of(None).results / args.dataset).resolve():
+            record_provenance(args.dataset, [out.name], analysis_checkpoints([args.model]))
     return 0 if equal == len(df) else 1
 
 

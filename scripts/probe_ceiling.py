@@ -19,7 +19,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.artifacts import SAE_INPUTS, ArtifactName, load_recommender, sae_input  # noqa: E402
+from ipynb.fs.defs.artifacts import SAE_INPUTS, ArtifactName, load_recommender, record_provenance, sae_input  # noqa: E402
 from ipynb.fs.defs.concepts import PROBE_FOLDS, linear_probe_ceiling  # noqa: E402
 from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
 from ipynb.fs.defs.evaluation import main_concepts  # noqa: E402
@@ -51,6 +51,7 @@ def main() -> None:
                          "probe_purity10_ge_09": ceiling["purity10_ge_09"], "folds": PROBE_FOLDS, "seed": 0})
             print(rows[-1], flush=True)
     merge_rows(Paths.of(None).results / args.dataset / "probe_ceiling.csv", rows, ["model", "input"], COLUMNS)
+    record_provenance(args.dataset, ["probe_ceiling.csv"], args.recommenders)
 
 
 if __name__ == "__main__":

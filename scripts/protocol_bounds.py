@@ -21,7 +21,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.artifacts import load_recommender  # noqa: E402
+from ipynb.fs.defs.artifacts import load_recommender, record_provenance  # noqa: E402
 from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
 from ipynb.fs.defs.evaluation import FIDELITY_PROTOCOLS, protocol_tables, sae_ranking_fidelity  # noqa: E402
 from ipynb.fs.defs.experiments import split_of  # noqa: E402
@@ -75,6 +75,7 @@ def main() -> None:
                              "rank": rank, "dim": d, **{k: got[k] for k in COLUMNS if k in got}})
                 print(rows[-1], flush=True)
             merge_rows(out, rows, ["model", "protocol", "rank"], COLUMNS)
+        record_provenance(args.dataset, [out.name], [rec])
 
 
 if __name__ == "__main__":

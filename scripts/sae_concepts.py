@@ -22,7 +22,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.artifacts import load_recommender  # noqa: E402
+from ipynb.fs.defs.artifacts import load_recommender, record_provenance  # noqa: E402
 from ipynb.fs.defs.concepts import concept_items, representation_codes, representation_rows  # noqa: E402
 from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
 from ipynb.fs.defs.evaluation import main_concepts, representation_tables  # noqa: E402
@@ -79,6 +79,7 @@ def main() -> None:
     rows = concept_rows(dataset, recommender, args.runs.split(","))
     merge_rows(Paths.of(None).results / dataset / "sae_concepts.csv", rows, ["model", "sae", "representation"],
                COLUMNS, sort_by=["model", "sae"])
+    record_provenance(dataset, ["sae_concepts.csv"], [recommender])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "notebooks"))
 os.environ.setdefault("MONOSEMREC_ROOT", str(ROOT))
 
 import torch  # noqa: E402
-from ipynb.fs.defs.artifacts import load_recommender  # noqa: E402
+from ipynb.fs.defs.artifacts import load_recommender, record_provenance  # noqa: E402
 from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
 from ipynb.fs.defs.evaluation import main_concepts, representation_tables  # noqa: E402
 from ipynb.fs.defs.experiments import sae_runs, split_of  # noqa: E402
@@ -60,6 +60,8 @@ def main(argv=None) -> list[dict]:
                          "cpu_seconds": round(cpu, 1), **{k: row[k] for k in COLUMNS[5:]}})
             print(rows[-1], flush=True)
             merge_rows(out, rows[-1:], ["dataset", "model", "pred_pool", "seed"], COLUMNS)
+            if args.out is None:
+                record_provenance(args.dataset, [out.name], [args.model])
     return rows
 
 

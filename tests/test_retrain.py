@@ -157,6 +157,16 @@ def test_shipped_saes_record_their_recommender_and_tables_are_fresh():
         assert stale_results(folder.name, shipped) == []
 
 
+def test_every_shipped_table_records_its_checkpoints():
+    from ipynb.fs.defs.artifacts import PROVENANCE_FILE, rerun_hint
+
+    for folder in sorted(ROOT / "res_csv" / p.name for p in (ROOT / "models").iterdir() if p.is_dir()):
+        record = json.loads((folder / PROVENANCE_FILE).read_text())
+        tables = sorted(p.name for p in folder.glob("*.csv"))
+        assert [t for t in tables if not record.get(t)] == [], folder  # a table without provenance cannot go stale
+        assert [t for t in tables if rerun_hint(t) == "the notebook that wrote it"] == [], folder  # each names its producer
+
+
 def test_training_pins_threads_and_records_them():
     from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
     from ipynb.fs.defs.models import MFConfig, TrainConfig, config_from_dict
