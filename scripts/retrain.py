@@ -31,6 +31,9 @@ REPORTS = {"visualization_SAE_mf": "mf", "visualization_SAE_ncf": "ncf", "visual
            "lastFM_notebook": None}
 RECOMMENDER_KEYS = ["model", "split", "protocol"]  # itempop has a row per split
 RECOMMENDER_METRICS = ["hr_at_10", "ndcg_at_10"]
+# the stated reproduction tolerance (README "Retraining"): a one-thread retrain gives each shipped recommender's
+# test HR@10 (full and sampled) within this absolute difference
+HR_TOLERANCE = 0.005
 SAE_KEYS = ["model", "sae"]
 SAE_METRICS = ["fve_users", "fve_items", "rbo_ext_at_20", "weighted_tau", "hr_at_10_spliced"]
 
@@ -50,6 +53,17 @@ def compare(new_csv: Path, shipped_csv: Path, keys: list[str], metrics: list[str
     return out.sort_values(keys).reset_index(drop=True)
 
 
+def tolerance_text(frame) -> str:
+    """One line: which recommender rows of a compare() frame reproduce test HR@10 within HR_TOLERANCE."""
+    rows = frame[frame["model"] != "itempop"]
+    outside = rows[~(rows["hr_at_10_diff"].abs() <= HR_TOLERANCE)]  # NaN (no shipped row) counts as outside
+    text = f"HR@10 within {HR_TOLERANCE} of shipped: {len(rows) - len(outside)} of {len(rows)} recommender rows"
+    if len(outside):
+        text += "; outside: " + ", ".join(f"{r.model} {r.protocol} ({r.hr_at_10_diff:+.4f})"
+                                          for r in outside.itertuples())
+    return text
+
+
 def comparison_text(paths, dataset: str) -> str:
     """The final tables: recommenders.csv and the default SAE rows of sae_fidelity.csv, new vs shipped."""
     from ipynb.fs.defs.utils import Paths
@@ -64,6 +78,8 @@ def comparison_text(paths, dataset: str) -> str:
             continue
         parts.append(f"{table}: new (this run) vs shipped ({shipped / table}), diff = new - shipped\n"
                      + frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if table == "recommenders.csv":
+            parts.append(tolerance_text(frame))
     return "\n\n".join(parts)
 
 

@@ -11,8 +11,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-# Absolute HR@10 tolerance of a retrained ML-100k MF against the shipped checkpoint (README "Retraining").
-RETRAIN_HR_TOLERANCE = 0.005
 
 
 def _digest(folder: Path) -> dict:
@@ -254,11 +252,26 @@ def test_retrained_ml100k_mf_matches_the_shipped_checkpoint(data_root, tmp_path,
     """make retrain's path (scripts/retrain.py, training stage) on ML-100k MF, one thread, into a tmp run folder."""
     import pandas as pd
 
-    code = load_script("retrain").main(["ml-100k", "--models", "mf", "--run", str(tmp_path / "run"), "--stages", "training"])
+    retrain = load_script("retrain")
+    code = retrain.main(["ml-100k", "--models", "mf", "--run", str(tmp_path / "run"), "--stages", "training"])
     assert code == 0
     new = pd.read_csv(tmp_path / "run" / "res_csv" / "ml-100k" / "recommenders.csv").set_index(["model", "protocol"])
     shipped = json.loads((ROOT / "models" / "ml-100k" / "mf.json").read_text())["metrics"]["test"]
     for protocol in ("full", "sampled"):
-        assert abs(new.loc[("mf", protocol), "hr_at_10"] - shipped[protocol]["hr_at_10"]) <= RETRAIN_HR_TOLERANCE
+        assert abs(new.loc[("mf", protocol), "hr_at_10"] - shipped[protocol]["hr_at_10"]) <= retrain.HR_TOLERANCE
     assert json.loads((tmp_path / "run" / "models" / "ml-100k" / "mf.json").read_text())["training"]["threads"] == 1
-    assert "hr_at_10_diff" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hr_at_10_diff" in out and f"HR@10 within {retrain.HR_TOLERANCE} of shipped: 2 of 2" in out
+
+
+def test_retrain_comparison_names_the_rows_outside_the_tolerance(load_script):
+    import pandas as pd
+
+    retrain = load_script("retrain")
+    tol = retrain.HR_TOLERANCE
+    frame = pd.DataFrame({"model": ["mf", "mf", "ncf", "itempop", "sasrec"],
+                          "protocol": ["full", "sampled", "sampled", "full", "full"],
+                          "hr_at_10_diff": [0.0, -tol, 2 * tol, 0.5, float("nan")]})
+    text = retrain.tolerance_text(frame)
+    assert text.startswith(f"HR@10 within {tol} of shipped: 2 of 4 recommender rows")  # itempop is not retrained
+    assert f"ncf sampled (+{2 * tol:.4f})" in text and "sasrec full (+nan)" in text and "mf" not in text.split("outside")[1]
