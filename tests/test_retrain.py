@@ -139,6 +139,27 @@ def test_stale_tables_are_refused_naming_what_to_rerun(smoke_retrain, tmp_path):
         model_report_sections("synthetic", "mf", paths=paths)
 
 
+def test_reports_check_only_the_tables_they_read(smoke_retrain, tmp_path):
+    from ipynb.fs.defs.artifacts import PROVENANCE_FILE, StaleResultsError, check_fresh, stale_results
+    from ipynb.fs.defs.pipelines import REPORT_FRESH_TABLES
+    from ipynb.fs.defs.utils import Paths
+
+    run, _, _ = smoke_retrain
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    paths = Paths.under(copy)
+    file = copy / "res_csv" / "synthetic" / PROVENANCE_FILE
+    record = json.loads(file.read_text())
+    record["probe_ceiling.csv"] = {"mf": "0" * 64}  # a script's table no report shows, from another MF
+    file.write_text(json.dumps(record))
+    assert any("probe_ceiling.csv" in m and "scripts/probe_ceiling.py" in m for m in stale_results("synthetic", paths))
+    check_fresh("synthetic", paths, tables=REPORT_FRESH_TABLES)  # the report still renders
+    record["steering.csv"] = {"mf": "0" * 64}  # a table the report shows
+    file.write_text(json.dumps(record))
+    with pytest.raises(StaleResultsError, match="steering.csv"):
+        check_fresh("synthetic", paths, tables=REPORT_FRESH_TABLES)
+
+
 def test_shipped_saes_record_their_recommender_and_tables_are_fresh():
     from ipynb.fs.defs.artifacts import Artifacts, stale_results
     from ipynb.fs.defs.utils import Paths, load_checkpoint, read_checkpoint_meta
