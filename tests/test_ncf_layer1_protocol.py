@@ -112,7 +112,8 @@ def test_probe_ceiling_on_ml1m_ncf_items(data_root):
     model, _ = load_recommender("ml-1m", "ncf", split=split_of(ds, "ncf"))
     concepts, _ = main_concepts(ds)
     ceiling = linear_probe_ceiling(model.item_repr().detach().numpy(), concepts)
-    assert ceiling["purity10_ge_09"] >= 13 and ceiling["pure_concepts"] >= 10, ceiling  # README: 14 and 12
+    # README: 12 and 10 on the shipped (one-thread retrained) NCF; the NCF shipped before it had 14 and 12
+    assert ceiling["purity10_ge_09"] >= 12 and ceiling["pure_concepts"] >= 10, ceiling
 
 
 # --- the anchor paper's protocol, hand-checked -------------------------------------------------------------------
