@@ -2,7 +2,7 @@
 
     cd notebooks && MONOSEMREC_DATA_DIR=... MONOSEMREC_OFFLINE=1 python ../scripts/recipe_frontier.py [dataset:rec ...] [--runs a,b]
 
-Default: every recommender of experiments.RECIPE_FRONTIER, all its recipe rows (plus the default row, re-evaluated
+Default: every recommender of experiments.RECIPE_FRONTIER, all its recipe and wide rows (plus the default row, re-evaluated
 from its checkpoint: reuse=True never retrains a checkpointed row). Measurement rows are not checkpointed.
 """
 import argparse
@@ -17,7 +17,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.experiments import RECIPE_FRONTIER, recipe_runs  # noqa: E402
+from ipynb.fs.defs.experiments import RECIPE_FRONTIER, recipe_runs, wide_runs  # noqa: E402
 from ipynb.fs.defs.sae_training import train_and_save_saes  # noqa: E402
 
 
@@ -29,9 +29,9 @@ def main() -> None:
     args = parser.parse_args()
     targets = [t.split(":") for t in args.targets] or [(d, r) for d, recs in RECIPE_FRONTIER.items() for r in recs]
     for dataset, rec in targets:
-        runs = args.runs.split(",") if args.runs else ["default", *(n for n, _ in recipe_runs(dataset, rec, 64))]
-        if not args.runs:  # names do not depend on the width except through k <= n_neurons
-            runs += [n for n, _ in recipe_runs(dataset, rec, 32)]
+        runs = args.runs.split(",") if args.runs else ["default"]
+        if not args.runs:  # names depend on the width only through k (recipe_k<k> with k <= n_neurons; wide rows)
+            runs += [n for d in (64, 32) for f in (recipe_runs, wide_runs) for n, _ in f(dataset, rec, d)]
         train_and_save_saes(dataset, [rec], runs=sorted(set(runs)), reuse=True, progress=True)
 
 
