@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 from ipynb.fs.defs.data_processing import leave_one_out, make_synthetic
 from ipynb.fs.defs.evaluation import evaluate_sae, heldout_mask, planted_recovery, representation_tables
-from ipynb.fs.defs.experiments import sae_runs
+from ipynb.fs.defs.experiments import sae_runs, wide_runs
 from ipynb.fs.defs.sae import SAEConfig, sae_preset
 from ipynb.fs.defs.sae_training import _sample_positives, train_sae
 from ipynb.fs.defs.utils import Paths
@@ -111,6 +111,9 @@ def test_sae_runs_first_row_and_sweeps():
     assert (long.epochs, long.pred_every) == (300, 1) and dataclasses.replace(long, epochs=runs[0][1].epochs,
                                                                               pred_every=runs[0][1].pred_every) == runs[0][1]
     assert names[7] == "long"  # appended: the order numbers of the committed rows do not move
+    wide = [name for name, _ in wide_runs("ml-1m", "mf", 128)]
+    assert wide and names[-len(wide):] == wide  # the wide rows, appended last
+    names = names[:-len(wide)]
     assert all(name.startswith("recipe_") for name in names[8:-3]) and "recipe_k4_pursuit" in names
     assert names[-6:] == ["recipe_matryoshka", "recipe_matryoshka_pursuit", "recipe_adaptive", "default_m4r",
                           "default_seed1", "default_seed2"]  # appended: the paper's protocol (issue 11), then the seeds
@@ -122,7 +125,7 @@ def test_sae_runs_first_row_and_sweeps():
     assert paper[0][0] == "paper" and paper[0][1].n_neurons == 22 and paper[0][1].tied
     assert [cfg.lambda_pred for _, cfg in paper[1:6]] == [0.0, 1.0, 2.0, 5.0, 10.0]
     assert [name for name, _ in paper[6:]] == ["paper_m4r", "paper_e45_m4r", "paper_e90_m4r", "paper_e90"]
-    lastfm = [name for name, _ in sae_runs("lastfm", "mf", 64)]
+    lastfm = [name for name, _ in sae_runs("lastfm", "mf", 64)][:-len(wide_runs("lastfm", "mf", 64))]
     assert lastfm[0] == "default" and all(name.startswith("recipe_") for name in lastfm[1:-2])
     assert "recipe_matryoshka" not in lastfm and lastfm[-2:] == ["default_seed1", "default_seed2"]
     assert [name for name, _ in sae_runs("lastfm", "ncf", 32)] == ["default", "default_seed1", "default_seed2"]
