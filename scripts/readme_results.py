@@ -205,6 +205,17 @@ def recipe_section() -> list[str]:
         out += [f"**{dataset}** — concepts of measurement rows against the same controls (`pure_concepts` / best unit's "
                 f"purity@10 ≥ 0.8; `res_csv/{dataset}/sae_concepts.csv`, `scripts/sae_concepts.py`; the support rule "
                 "applies):", "", markdown(wide), ""]
+    for dataset in DATASETS:  # recipe rows before training: their data-row start (scripts/untrained_start.py)
+        start, table = read(dataset, "untrained_start"), read(dataset, "sae_fidelity")
+        if start is None or table is None:
+            continue
+        metrics = ["fve_users", "fve_items", "rbo_ext_at_20", "hr_ratio_spliced", "pure_concepts"]
+        both = start.merge(table[["model", "sae", *metrics]], on=["model", "sae"], how="left",
+                           suffixes=("_start", "_trained"))
+        cols = ["model", "sae", "n_neurons", "k"] + [f"{m}_{w}" for m in metrics for w in ("start", "trained")]
+        out += [f"**{dataset}** — recipe rows before training (their untrained data-row start, "
+                f"`res_csv/{dataset}/untrained_start.csv`, `scripts/untrained_start.py`) next to the trained row:", "",
+                markdown(both[cols]), ""]
     if default_seeds:
         out += ["The default SAE (the first row per model; linear encoder) over SAE seeds 0, 1, 2 (rows `default`, "
                 "`default_seed1`, `default_seed2`; mean ± sample sd; same data split and recommender):", "",
