@@ -9,7 +9,6 @@ for the SAE and every control (raw, PCA, rotation, untrained SAE of the row's co
 `pure_concepts` (the one definition), `n_concepts_purity10_ge_09` and `n_concepts_purity10_ge_08` (the columns of
 concept_summary.csv). The SAE's `pure_concepts` equals the row's in sae_fidelity.csv (same seed, same codes).
 """
-import argparse
 import dataclasses
 import os
 import sys
@@ -22,14 +21,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.artifacts import load_recommender, record_provenance  # noqa: E402
 from ipynb.fs.defs.concepts import concept_items, representation_codes, representation_rows  # noqa: E402
-from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
-from ipynb.fs.defs.evaluation import main_concepts, representation_tables  # noqa: E402
-from ipynb.fs.defs.experiments import sae_runs, split_of  # noqa: E402
+from ipynb.fs.defs.evaluation import main_concepts  # noqa: E402
 from ipynb.fs.defs.sae import SAE  # noqa: E402
-from ipynb.fs.defs.sae_training import train_sae  # noqa: E402
-from ipynb.fs.defs.utils import Paths, merge_rows  # noqa: E402
+from ipynb.fs.defs.sae_training import measurement_cli, measurement_context, train_sae  # noqa: E402
 
 COLUMNS = ("model", "sae", "representation", "encoder", "seed", "n_units", "n_main_concepts", "pure_concepts",
            "n_concepts_purity10_ge_09", "n_concepts_purity10_ge_08")
@@ -37,14 +32,7 @@ COLUMNS = ("model", "sae", "representation", "encoder", "seed", "n_units", "n_ma
 
 def concept_rows(dataset: str, recommender: str, runs: list[str]) -> list[dict]:
     """Train the rows `runs` of one recommender and count their concepts (SAE and controls)."""
-    ds = load_dataset(dataset)
-    split = split_of(ds, recommender)
-    model, _ = load_recommender(dataset, recommender, split=split, device="cpu")
-    tables = representation_tables(model, split, ds, device="cpu")
-    configs = dict(sae_runs(dataset, recommender, tables.users.shape[1]))
-    unknown = [r for r in runs if r not in configs]
-    if unknown:
-        raise ValueError(f"{dataset} {recommender}: no sae_fidelity rows {unknown}; valid: {list(configs)}")
+    ds, _, tables, configs = measurement_context(dataset, recommender, runs)
     _, family = main_concepts(ds)
     supported = concept_items(ds)
     vectors = tables.items.detach().double().cpu().numpy()
@@ -70,16 +58,8 @@ def concept_rows(dataset: str, recommender: str, runs: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    """Parse dataset:recommender and --runs, count, merge into res_csv/<dataset>/sae_concepts.csv."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="dataset:recommender, e.g. lastfm:mf")
-    parser.add_argument("--runs", required=True, help="comma-separated sae_fidelity row names")
-    args = parser.parse_args()
-    dataset, recommender = args.target.split(":")
-    rows = concept_rows(dataset, recommender, args.runs.split(","))
-    merge_rows(Paths.of(None).results / dataset / "sae_concepts.csv", rows, ["model", "sae", "representation"],
-               COLUMNS, sort_by=["model", "sae"])
-    record_provenance(dataset, ["sae_concepts.csv"], [recommender])
+    """Measure the named rows and merge them into res_csv/<dataset>/sae_concepts.csv (with provenance)."""
+    measurement_cli(__doc__.splitlines()[0], "sae_concepts.csv", concept_rows, ["model", "sae", "representation"], COLUMNS)
 
 
 if __name__ == "__main__":

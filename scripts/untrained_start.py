@@ -8,7 +8,6 @@ config and seed, scaling fitted on the training rows, never trained) and scores 
 (`sae_training.sae_row`: held-out FVE, RBO_ext@20, weighted tau, spliced HR@10, pure concepts over the supported
 items). Writes res_csv/<dataset>/untrained_start.csv (one row per model and sae row; merged) and its provenance.
 """
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -20,14 +19,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 os.chdir(NOTEBOOKS)
 sys.path.insert(0, str(NOTEBOOKS))
 
-from ipynb.fs.defs.artifacts import load_recommender, record_provenance  # noqa: E402
 from ipynb.fs.defs.concepts import concept_items, untrained_sae  # noqa: E402
-from ipynb.fs.defs.data_processing import load_dataset  # noqa: E402
-from ipynb.fs.defs.evaluation import main_concepts, representation_tables  # noqa: E402
-from ipynb.fs.defs.experiments import sae_runs, split_of  # noqa: E402
+from ipynb.fs.defs.evaluation import main_concepts  # noqa: E402
 from ipynb.fs.defs.sae import SAE  # noqa: E402
-from ipynb.fs.defs.sae_training import sae_row  # noqa: E402
-from ipynb.fs.defs.utils import Paths, merge_rows  # noqa: E402
+from ipynb.fs.defs.sae_training import measurement_cli, measurement_context, sae_row  # noqa: E402
 
 COLUMNS = ("model", "sae", "encoder", "n_neurons", "k", "seed", "fve_users", "fve_items", "l0", "rbo_ext_at_20",
            "weighted_tau", "hr_ratio_spliced", "pure_concepts", "dead_frac_all")
@@ -35,14 +30,7 @@ COLUMNS = ("model", "sae", "encoder", "n_neurons", "k", "seed", "fve_users", "fv
 
 def start_rows(dataset: str, recommender: str, runs: list[str]) -> list[dict]:
     """The untrained start of each named steps-schedule row of one recommender, scored like a trained row."""
-    ds = load_dataset(dataset)
-    split = split_of(ds, recommender)
-    model, _ = load_recommender(dataset, recommender, split=split, device="cpu")
-    tables = representation_tables(model.eval(), split, ds, device="cpu")
-    configs = dict(sae_runs(dataset, recommender, tables.users.shape[1]))
-    unknown = [r for r in runs if r not in configs]
-    if unknown:
-        raise ValueError(f"{dataset} {recommender}: no sae_fidelity rows {unknown}; valid: {list(configs)}")
+    ds, split, tables, configs = measurement_context(dataset, recommender, runs)
     not_steps = [r for r in runs if not configs[r].steps]
     if not_steps:
         raise ValueError(f"{not_steps} use the epoch schedule (steps = 0): their start is a random dictionary, "
@@ -61,16 +49,8 @@ def start_rows(dataset: str, recommender: str, runs: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    """Parse dataset:recommender and --runs, score the starts, merge into res_csv/<dataset>/untrained_start.csv."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="dataset:recommender, e.g. ml-1m:mf")
-    parser.add_argument("--runs", required=True, help="comma-separated sae_fidelity row names (steps-schedule rows)")
-    args = parser.parse_args()
-    dataset, recommender = args.target.split(":")
-    rows = start_rows(dataset, recommender, args.runs.split(","))
-    merge_rows(Paths.of(None).results / dataset / "untrained_start.csv", rows, ["model", "sae"], COLUMNS,
-               sort_by=["model", "sae"])
-    record_provenance(dataset, ["untrained_start.csv"], [recommender])
+    """Measure the named rows and merge them into res_csv/<dataset>/untrained_start.csv (with provenance)."""
+    measurement_cli(__doc__.splitlines()[0], "untrained_start.csv", start_rows, ["model", "sae"], COLUMNS)
 
 
 if __name__ == "__main__":
